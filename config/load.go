@@ -1,0 +1,258 @@
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// EmbeddedName is Config.File for the built-in default configuration.
+const EmbeddedName = "(embedded default)"
+
+//go:embed default.toml
+var embeddedDefault string
+
+// Embedded returns the built-in default: 127.0.0.1:2525, loopback clients
+// without AUTH, every message into the maildir ./relay-data/maildir.
+func Embedded() *Config {
+	c, err := Parse(EmbeddedName, []byte(embeddedDefault))
+	if err != nil {
+		panic("embedded default configuration: " + err.Error())
+	}
+	return c
+}
+
+// Load reads and validates the configuration file at path. A returned error
+// is an *Error listing every problem, each with the file and line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Problems: []Problem{{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", errors.Unwrap(err))}}}
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o004 != 0 && c.hasInlineSecret() {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: holds a password or client secret and every user on this machine may read it (mode %04o); run chmod o-r %s, or move the secret to a *_file", path, info.Mode().Perm(), path))
+	}
+	return c, nil
+}
+
+// rawFile is the document as decoded; arrays of tables are decoded element
+// by element onto their defaults, because BurntSushi/toml only sets the
+// keys a document has.
+type rawFile struct {
+	Server        Server           `toml:"server"`
+	Queue         Queue            `toml:"queue"`
+	Admin         Admin            `toml:"admin"`
+	Users         []toml.Primitive `toml:"users"`
+	Routes        []toml.Primitive `toml:"routes"`
+	Profiles      []toml.Primitive `toml:"profiles"`
+	OAuth2Clients []toml.Primitive `toml:"oauth2_clients"`
+}
+
+// loader carries one file through decoding and validation, collecting
+// problems as it goes (mox's addErrorf style).
+type loader struct {
+	failed   []string // array elements that did not decode: their later keys stay undecoded
+	file     string
+	ix       *lineIndex
+	problems []Problem
+	warnings []string
+}
+
+func (l *loader) addf(key string, format string, args ...any) {
+	l.problems = append(l.problems, Problem{File: l.file, Line: l.ix.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+var lastKeyRe = regexp.MustCompile(`last key "([^"]*)"`)
+var lineRe = regexp.MustCompile(`line (\d+)`)
+
+// decodeErr turns a BurntSushi/toml error into a problem. prefix is the
+// indexed path of the array element being decoded, if any.
+func (l *loader) decodeErr(err error, prefix string) {
+	if prefix != "" {
+		l.failed = append(l.failed, prefix)
+	}
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		key := pe.LastKey
+		if prefix != "" {
+			key = prefix + strings.TrimPrefix(key, unindex(prefix))
+		}
+		line := pe.Line
+		if prefix != "" || line == 0 {
+			if il := l.ix.line(key); il > 0 {
+				line = il
+			}
+		}
+		msg := pe.Message
+		if key != "" {
+			msg = strings.TrimPrefix(msg, "toml: ")
+		}
+		l.problems = append(l.problems, Problem{File: l.file, Line: line, Key: key, Msg: msg})
+		return
+	}
+	msg := err.Error()
+	key := ""
+	if m := lastKeyRe.FindStringSubmatch(msg); m != nil {
+		key = m[1]
+		if prefix != "" {
+			key = prefix + strings.TrimPrefix(key, unindex(prefix))
+		}
+	}
+	line := l.ix.line(key)
+	if line == 0 {
+		if m := lineRe.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+	}
+	if i := strings.Index(msg, "): "); i >= 0 {
+		msg = msg[i+3:]
+	}
+	msg = strings.TrimPrefix(msg, "toml: ")
+	l.problems = append(l.problems, Problem{File: l.file, Line: line, Key: key, Msg: msg})
+}
+
+func unindex(path string) string { return indexSuffix.ReplaceAllString(path, "") }
+
+// Parse decodes and validates a configuration document; name is used in
+// error messages as its file name.
+func Parse(name string, data []byte) (*Config, error) {
+	l := &loader{file: name, ix: newLineIndex(string(data))}
+	raw := rawFile{Server: defaultServer(), Queue: defaultQueue(), Admin: defaultAdmin()}
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		l.decodeErr(err, "")
+		return nil, &Error{Problems: l.problems}
+	}
+	c := &Config{File: name, Server: raw.Server, Queue: raw.Queue, Admin: raw.Admin}
+
+	for i, prim := range raw.Profiles {
+		p := defaultProfile()
+		prefix := fmt.Sprintf("profiles[%d]", i)
+		if err := md.PrimitiveDecode(prim, p); err != nil {
+			l.decodeErr(err, prefix)
+			continue
+		}
+		p.Line = l.ix.line(prefix)
+		c.Profiles = append(c.Profiles, p)
+	}
+	for i, prim := range raw.Users {
+		u := &User{}
+		prefix := fmt.Sprintf("users[%d]", i)
+		if err := md.PrimitiveDecode(prim, u); err != nil {
+			l.decodeErr(err, prefix)
+			continue
+		}
+		u.Line = l.ix.line(prefix)
+		c.Users = append(c.Users, u)
+	}
+	for i, prim := range raw.Routes {
+		r := &Route{}
+		prefix := fmt.Sprintf("routes[%d]", i)
+		if err := md.PrimitiveDecode(prim, r); err != nil {
+			l.decodeErr(err, prefix)
+			continue
+		}
+		r.Line = l.ix.line(prefix)
+		c.Routes = append(c.Routes, r)
+	}
+	for i, prim := range raw.OAuth2Clients {
+		oc := &OAuth2Client{}
+		prefix := fmt.Sprintf("oauth2_clients[%d]", i)
+		if err := md.PrimitiveDecode(prim, oc); err != nil {
+			l.decodeErr(err, prefix)
+			continue
+		}
+		oc.Line = l.ix.line(prefix)
+		c.OAuth2Clients = append(c.OAuth2Clients, oc)
+	}
+	for _, key := range md.Undecoded() {
+		l.unknownKey(key)
+	}
+	if len(l.problems) > 0 {
+		return nil, &Error{Problems: l.problems}
+	}
+
+	l.validate(c)
+	if len(l.problems) > 0 {
+		sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
+		return nil, &Error{Problems: l.problems}
+	}
+	c.Warnings = append(c.Warnings, l.warnings...)
+	return c, nil
+}
+
+// unknownKey reports a key relay does not know, at each place it occurs.
+func (l *loader) unknownKey(key toml.Key) {
+	k := key.String()
+	where := l.ix.unindexed(k)
+	msg := "unknown key"
+	if len(key) > 1 {
+		msg = fmt.Sprintf("unknown key %q in [%s]", key[len(key)-1], strings.Join(key[:len(key)-1], "."))
+	}
+	if len(where) == 0 {
+		l.problems = append(l.problems, Problem{File: l.file, Key: k, Msg: msg})
+		return
+	}
+	for _, w := range where {
+		if l.inFailed(w.path) {
+			continue
+		}
+		l.problems = append(l.problems, Problem{File: l.file, Line: w.line, Key: w.path, Msg: msg})
+	}
+}
+
+func (l *loader) inFailed(path string) bool {
+	for _, f := range l.failed {
+		if strings.HasPrefix(path, f+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// Profile returns the profile named name, or nil.
+func (c *Config) Profile(name string) *Profile {
+	for _, p := range c.Profiles {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// OAuth2ClientNamed returns the OAuth2 client named name, or nil.
+func (c *Config) OAuth2ClientNamed(name string) *OAuth2Client {
+	for _, oc := range c.OAuth2Clients {
+		if oc.Name == name {
+			return oc
+		}
+	}
+	return nil
+}
+
+// hasInlineSecret reports whether the file itself holds a password or
+// client secret (a bcrypt hash is not a secret worth a warning).
+func (c *Config) hasInlineSecret() bool {
+	for _, p := range c.Profiles {
+		if p.inlinePassword {
+			return true
+		}
+	}
+	for _, oc := range c.OAuth2Clients {
+		if oc.inlineSecret {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,313 @@
+// Package upstream delivers messages to an email profile's SMTP server:
+// plain, implicit TLS or STARTTLS, only the TLS versions the profile
+// allows, classic AUTH PLAIN/LOGIN or XOAUTH2 with tokens from a
+// TokenSource, several messages over one connection, and every failure
+// classified as temporary or permanent.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/relaymail/relay/config"
+)
+
+// TokenSource supplies OAuth 2.0 access tokens for XOAUTH2. The oauth
+// package's TokenSource implements it.
+type TokenSource interface {
+	// Token returns a valid access token, waiting at most the profile's
+	// access_token_timeout.
+	Token(ctx context.Context) (string, error)
+	// Invalidate tells the source that the upstream refused token.
+	Invalidate(token string)
+}
+
+// Dialer opens network connections; *net.Dialer is one.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Options are a Sender's settings beyond its profile.
+type Options struct {
+	// Tokens supplies access tokens; required for OAuth2 profiles.
+	Tokens TokenSource
+	// XOAUTH2 makes the SASL client for a user and an access token;
+	// required for OAuth2 profiles (oauth.NewXOAUTH2Client).
+	XOAUTH2 func(username, token string) sasl.Client
+	// Logger receives the protocol trace when debugging is on.
+	Logger *slog.Logger
+	// Debug traces the dialogue even when the profile's debug is off
+	// (relay test -v).
+	Debug bool
+	// Dialer opens TCP connections; default: a net.Dialer.
+	Dialer Dialer
+	// RootCAs replaces the system's certificate roots; tls_ca_file is
+	// added to them either way.
+	RootCAs *x509.CertPool
+}
+
+// Sender sends mail through one profile's upstream server. It is safe for
+// concurrent use; each Dial makes a connection of its own.
+type Sender struct {
+	profile  *config.Profile
+	opts     Options
+	addr     string
+	timeout  time.Duration
+	tls      *tls.Config
+	versions []uint16
+	logger   *slog.Logger
+}
+
+// New prepares a Sender for profile p.
+func New(p *config.Profile, opts Options) (*Sender, error) {
+	if p.Kind != config.KindSMTP {
+		return nil, fmt.Errorf("profile %q: kind %q has no upstream", p.Name, p.Kind)
+	}
+	if p.IsOAuth2() && (opts.Tokens == nil || opts.XOAUTH2 == nil) {
+		return nil, fmt.Errorf("profile %q: an OAuth2 profile needs a token source", p.Name)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dialer == nil {
+		opts.Dialer = &net.Dialer{}
+	}
+	s := &Sender{
+		profile:  p,
+		opts:     opts,
+		addr:     p.Addr(),
+		timeout:  p.SMTPTimeout.D(),
+		versions: p.TLSVersions,
+		logger:   opts.Logger.With("profile", p.Name),
+	}
+	if len(s.versions) == 0 {
+		s.versions = []uint16{tls.VersionTLS12}
+	}
+	roots := opts.RootCAs
+	if p.TLSCAFile != "" {
+		var err error
+		if roots, err = addCAFile(roots, p.TLSCAFile); err != nil {
+			return nil, fmt.Errorf("profile %q: %w", p.Name, err)
+		}
+	}
+	s.tls = &tls.Config{
+		ServerName: p.Hostname,
+		RootCAs:    roots,
+		MinVersion: s.versions[0],
+		MaxVersion: s.versions[len(s.versions)-1],
+	}
+	return s, nil
+}
+
+func addCAFile(pool *x509.CertPool, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read tls_ca_file: %w", err)
+	}
+	if pool == nil {
+		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+	} else {
+		pool = pool.Clone()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls_ca_file %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// Profile returns the profile the sender delivers for.
+func (s *Sender) Profile() *config.Profile { return s.profile }
+
+// Message is one message to send: the envelope and a body with CRLF line
+// endings, streamed from Body.
+type Message struct {
+	From string   // "" is the null sender of bounces
+	To   []string // at least one
+	Body io.Reader
+	Size int64 // for SIZE=, if known
+	UTF8 bool  // the envelope needs SMTPUTF8
+}
+
+// Result is the outcome of a Send in which the upstream took part.
+type Result struct {
+	// Rcpts has one entry per Message.To: nil when the upstream accepted
+	// the message for that recipient, else the *Error for it.
+	Rcpts []error
+	// Reply is the upstream's answer to the end of DATA, if it got that far.
+	Reply string
+}
+
+// Accepted counts the recipients the upstream accepted.
+func (r *Result) Accepted() int {
+	n := 0
+	for _, err := range r.Rcpts {
+		if err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Send delivers one message on a connection of its own.
+func (s *Sender) Send(ctx context.Context, msg *Message) (*Result, error) {
+	c, err := s.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Send(ctx, msg)
+}
+
+// Dial connects, secures and authenticates a connection to the upstream.
+// An XOAUTH2 token the upstream refuses is invalidated and replaced once.
+func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
+	c, err := s.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.authenticate(ctx); err != nil {
+		c.close()
+		var ue *Error
+		if !s.profile.IsOAuth2() || !errors.As(err, &ue) || ue.Step != StepAuth || ue.Code == 0 {
+			return nil, err
+		}
+		// The token was refused: it was dropped; try once with a new one,
+		// on a fresh connection (a server may close after a failed AUTH).
+		s.logger.Warn("upstream refused the access token; retrying with a new one", "upstream", s.addr, "error", ue.Error())
+		if c, err = s.dial(ctx); err != nil {
+			return nil, err
+		}
+		if err := c.authenticate(ctx); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// dial opens the connection up to and including EHLO over TLS.
+func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
+	var tr *trace
+	if s.profile.Debug || s.opts.Debug {
+		tr = newTrace(s.logger, s.addr)
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	raw, err := s.opts.Dialer.DialContext(dctx, "tcp", s.addr)
+	cancel()
+	if err != nil {
+		return nil, classify(s.addr, StepConnect, err)
+	}
+	tr.note("", fmt.Sprintf("connected to %s", s.addr))
+	conn := net.Conn(&timeoutConn{Conn: raw, timeout: s.timeout})
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer func() {
+		stop()
+		if err != nil {
+			raw.Close()
+			if ctx.Err() != nil {
+				err = classify(s.addr, StepConnect, ctx.Err())
+			}
+		}
+	}()
+
+	helo := s.heloName(raw)
+	if s.profile.UseSSL {
+		if conn, err = s.handshake(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	greeting, err := readGreeting(conn, tr)
+	if err != nil {
+		return nil, classify(s.addr, StepGreeting, err)
+	}
+	if s.profile.UseSTARTTLS {
+		if err := startTLS(conn, helo, tr); err != nil {
+			return nil, err.(*stepError).toError(s.addr)
+		}
+		if conn, err = s.handshake(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	client := smtp.NewClient(&replayConn{Conn: tr.wrap(conn), pending: greeting})
+	client.CommandTimeout = s.timeout
+	client.SubmissionTimeout = s.timeout
+	if err := client.Hello(helo); err != nil {
+		client.Close()
+		return nil, classify(s.addr, StepEHLO, err)
+	}
+	return &Conn{sender: s, client: client, raw: raw, trace: tr}, nil
+}
+
+// handshake runs the TLS client handshake and checks the negotiated
+// version against ssl_protocols, which may list versions with gaps.
+func (s *Sender) handshake(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	tc := tls.Client(conn, s.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true, Err: err,
+			Message: fmt.Sprintf("%v (allowed TLS versions: %s)", err, s.versionNames())}
+	}
+	v := tc.ConnectionState().Version
+	for _, allowed := range s.versions {
+		if v == allowed {
+			return tc, nil
+		}
+	}
+	tc.Close()
+	return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true,
+		Message: fmt.Sprintf("server negotiated %s, which ssl_protocols does not allow (allowed: %s)", config.TLSVersionName(v), s.versionNames())}
+}
+
+func (s *Sender) versionNames() string {
+	names := make([]string, len(s.versions))
+	for i, v := range s.versions {
+		names[i] = config.TLSVersionName(v)
+	}
+	return strings.Join(names, ", ")
+}
+
+// heloName is the profile's helo_name, else this machine's FQDN, else an
+// address literal (RFC 5321 §4.1.4), never "localhost".
+func (s *Sender) heloName(conn net.Conn) string {
+	if s.profile.HELOName != "" {
+		return s.profile.HELOName
+	}
+	if name := hostFQDN(); name != "" {
+		return name
+	}
+	return addressLiteral(conn.LocalAddr())
+}
+
+// timeoutConn applies smtp_timeout to every read and write, as the seed
+// describes it ("when connecting to, reading from, and writing to").
+type timeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *timeoutConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(p)
+}
+
+func (c *timeoutConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// SetDeadline ignores go-smtp's long per-command deadlines: every read and
+// write gets smtp_timeout.
+func (c *timeoutConn) SetDeadline(time.Time) error { return nil }

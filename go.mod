@@ -8,3 +8,5 @@ require (
 	github.com/emersion/go-smtp v0.25.1
 	golang.org/x/crypto v0.59.0
 )
+
+require github.com/emersion/go-message v0.18.2

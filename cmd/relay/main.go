@@ -1,0 +1,144 @@
+// Command relay is a local SMTP relay that lets legacy applications send
+// mail through modern providers with classic AUTH or OAuth 2.0 (XOAUTH2).
+//
+// Usage:
+//
+//	relay [serve] [-config FILE]     run the server
+//	relay check [-config FILE]       validate the configuration
+//	relay test -profile NAME -to ADDR [-from ADDR] [-subject S] [-v]
+//	relay hash-password              bcrypt a password read on stdin
+//	relay version
+//
+// See README.md and SPEC.md for the configuration file.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/relaymail/relay/config"
+)
+
+// Exit statuses. A configuration error exits 2, so that systemd's
+// RestartPreventExitStatus=2 stops a restart loop.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the server (the default)", runServe},
+		{"check", "validate the configuration and list the profiles", runCheck},
+		{"test", "send a test email through a profile now", runTest},
+		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	name := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(args, stdin, stdout, stderr)
+		}
+	}
+	if name == "help" {
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "relay: unknown command %q\n", name)
+	usage(stderr)
+	return exitFail
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: relay [command] [flags]")
+	fmt.Fprintln(w, "commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "Run relay COMMAND -h for the flags of a command.")
+}
+
+// newFlagSet makes a flag set that reports to stderr and does not exit.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("relay "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// configPath picks the configuration file: -config, else $RELAY_CONFIG,
+// else ./relay.toml if present; "" means the embedded default.
+func configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv("RELAY_CONFIG"); env != "" {
+		return env
+	}
+	if _, err := os.Stat("relay.toml"); err == nil {
+		return "relay.toml"
+	}
+	return ""
+}
+
+// loadConfig loads the chosen configuration and prints its warnings.
+func loadConfig(flagValue string, stderr io.Writer) (*config.Config, error) {
+	path := configPath(flagValue)
+	if path == "" {
+		return config.Embedded(), nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "relay: warning: %s\n", w)
+	}
+	return cfg, nil
+}
+
+// printConfigError prints a configuration error, one problem a line.
+func printConfigError(stderr io.Writer, err error) {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Fprintln(stderr, p.String())
+		}
+		return
+	}
+	fmt.Fprintf(stderr, "relay: %v\n", err)
+}
+
+// newLogger makes the process logger: text (default) or JSON on stderr.
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("unknown log format %q; use text or json", format)
+}

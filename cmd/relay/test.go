@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/relay"
+	"github.com/relaymail/relay/upstream"
+)
+
+// runTest sends a test email through a profile at once, without the
+// queue, and exits 0 only when the upstream accepted it.
+func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("test", stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	profile := fs.String("profile", "", "the profile to send through (required)")
+	to := fs.String("to", "", "recipient address (required)")
+	from := fs.String("from", "", "sender address (default: the profile's username, or relay@<hostname>)")
+	subject := fs.String("subject", "relay test email", "subject")
+	verbose := fs.Bool("v", false, "print the SMTP dialogue (AUTH redacted)")
+	if err := fs.Parse(args); err != nil {
+		return exitFail
+	}
+	if *profile == "" || *to == "" {
+		fmt.Fprintln(stderr, "relay test: -profile and -to are required")
+		fs.Usage()
+		return exitFail
+	}
+	cfg, err := loadConfig(*cfgFlag, stderr)
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	p := cfg.Profile(*profile)
+	if p == nil {
+		fmt.Fprintf(stderr, "relay test: no profile is named %q in %s\n", *profile, cfg.File)
+		return exitFail
+	}
+	if *from == "" {
+		*from = defaultFrom(p)
+	}
+	host, _ := os.Hostname()
+	body := fmt.Sprintf("This is a test email sent by relay on %s through the profile %q (%s).\n", host, p.Name, p.Upstream())
+	msg, err := relay.ComposeText(*from, *to, *subject, body, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "relay test: %v\n", err)
+		return exitFail
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := sendNow(ctx, p, logger, *verbose, msg)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay test: not sent: %v\n", err)
+		return exitFail
+	}
+	if rcptErr := res.Rcpts[0]; rcptErr != nil {
+		fmt.Fprintf(stderr, "relay test: recipient refused: %v\n", rcptErr)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "relay test: sent from %s to %s through %s: %s\n", msg.From, msg.To, p.Name, res.Reply)
+	return exitOK
+}
+
+// sendNow sends one composed message through p's transport, bypassing
+// the queue.
+func sendNow(ctx context.Context, p *config.Profile, logger *slog.Logger, verbose bool, msg *relay.Composed) (*upstream.Result, error) {
+	var t relay.Transport
+	if p.Kind == config.KindMaildir {
+		m, err := relay.NewMaildir(p.Path)
+		if err != nil {
+			return nil, err
+		}
+		t = m
+	} else {
+		if p.IsOAuth2() {
+			return nil, fmt.Errorf("OAuth2 profiles are not supported by this build yet")
+		}
+		s, err := upstream.New(p, upstream.Options{Logger: logger, Debug: verbose})
+		if err != nil {
+			return nil, err
+		}
+		t = relay.SenderTransport(s)
+	}
+	d, err := t.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Send(ctx, &upstream.Message{From: msg.From, To: []string{msg.To}, Body: bytes.NewReader(msg.Data), Size: int64(len(msg.Data))})
+}
+
+// defaultFrom is the profile's username when it is an address, else
+// relay@ this host.
+func defaultFrom(p *config.Profile) string {
+	if strings.Contains(p.Username, "@") {
+		return p.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "relay@" + host
+}

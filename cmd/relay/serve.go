@@ -26,6 +26,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	cfgFlag := fs.String("config", "", "configuration file (default $RELAY_CONFIG, else ./relay.toml, else the embedded default)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
+	listen := fs.String("listen", "", "SMTP listen address, overriding server.listen (e.g. 127.0.0.1:0 for any free port)")
 	if err := fs.Parse(args); err != nil {
 		return exitFail
 	}
@@ -44,6 +45,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
 	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger)})
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)

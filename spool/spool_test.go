@@ -1,0 +1,653 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// openSpool opens the spool in dir and closes it when the test ends.
+func openSpool(t testing.TB, dir string, opts Options) *Spool {
+	t.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open(%q) = %v", dir, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testEnvelope(rcpts ...string) *Envelope {
+	if len(rcpts) == 0 {
+		rcpts = []string{"ops@example.com"}
+	}
+	env := &Envelope{Profile: "office365", From: "alarms@plant.example.com", User: "scada"}
+	for _, r := range rcpts {
+		env.Recipients = append(env.Recipients, Recipient{Addr: r})
+	}
+	return env
+}
+
+// commit queues body with env and returns its ID.
+func commit(t testing.TB, s *Spool, body []byte, env *Envelope) string {
+	t.Helper()
+	ctx := context.Background()
+	w, err := s.Create(ctx)
+	if err != nil {
+		t.Fatalf("Create() = %v", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatalf("Write() = %v", err)
+	}
+	id, err := w.Commit(ctx, env)
+	if err != nil {
+		t.Fatalf("Commit() = %v", err)
+	}
+	return id
+}
+
+func readBody(t testing.TB, s *Spool, id string) []byte {
+	t.Helper()
+	r, err := s.Open(id)
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", id, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading body %s: %v", id, err)
+	}
+	return b
+}
+
+// queueFiles lists the names in dir/queue.
+func queueFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, queueName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2025, 11, 25, 7, 59, 12, 123456789, time.FixedZone("CET", 3600))
+	s := openSpool(t, dir, Options{Now: func() time.Time { return now }})
+	ctx := context.Background()
+
+	body := []byte("Subject: alarm\r\n\r\nTank 3 high level\r\n")
+	env := testEnvelope("ops@example.com", "boss@example.com")
+	id := commit(t, s, body, env)
+	if !ValidID(id) || env.ID != id {
+		t.Fatalf("Commit() = %q, env.ID = %q; want a valid ID in both", id, env.ID)
+	}
+	if env.Size != int64(len(body)) || !env.Arrived.Equal(now) {
+		t.Errorf("after Commit: Size %d, Arrived %v; want %d, %v", env.Size, env.Arrived, len(body), now)
+	}
+	if got := readBody(t, s, id); !bytes.Equal(got, body) {
+		t.Errorf("body = %q; want %q", got, body)
+	}
+	got, err := s.Envelope(id)
+	if err != nil {
+		t.Fatalf("Envelope(%s) = %v", id, err)
+	}
+	if !reflect.DeepEqual(got, env) {
+		t.Errorf("Envelope(%s) = %+v; want %+v", id, got, env)
+	}
+	if s.Len() != 1 || !s.Oldest().Equal(now) {
+		t.Errorf("Len, Oldest = %d, %v; want 1, %v", s.Len(), s.Oldest(), now)
+	}
+
+	// The envelope is readable JSON with a version.
+	raw, err := os.ReadFile(filepath.Join(dir, queueName, id+envSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"version": 1`, `"profile": "office365"`, `"state": "pending"`, `"addr": "boss@example.com"`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("envelope file lacks %s:\n%s", want, raw)
+		}
+	}
+
+	// Update: one recipient delivered, one deferred.
+	got.Attempts = 1
+	got.NextAttempt = now.Add(5 * time.Minute)
+	got.LastError = "451 4.7.0 try again later"
+	got.Recipients[0].State = Delivered
+	got.Recipients[0].Reply = "250 2.0.0 OK"
+	got.Recipients[1].Reply = got.LastError
+	got.Size = 1 // ignored: the body's size is a fact
+	if err := s.Update(ctx, got); err != nil {
+		t.Fatalf("Update() = %v", err)
+	}
+	got.Size = env.Size
+	got.NextAttempt = got.NextAttempt.UTC()
+	updated, _ := s.Envelope(id)
+	if !reflect.DeepEqual(updated, got) {
+		t.Errorf("after Update, Envelope = %+v; want %+v", updated, got)
+	}
+
+	// A second message, then a restart: both come back as they were.
+	now = now.Add(time.Second)
+	id2 := commit(t, s, []byte("second\r\n"), testEnvelope())
+	if id2 <= id {
+		t.Errorf("second ID %q does not sort after %q", id2, id)
+	}
+	before, _ := s.List()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if _, err := s.List(); err != nil {
+		t.Fatalf("List() after Close = %v", err)
+	}
+	if _, err := s.Create(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Create() after Close = %v; want ErrClosed", err)
+	}
+	s = openSpool(t, dir, Options{})
+	after, _ := s.List()
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("after reopening, List() = %+v; want %+v", after, before)
+	}
+	if len(after) != 2 || after[0].ID != id || after[1].ID != id2 {
+		t.Fatalf("List() = %v; want [%s %s], oldest first", after, id, id2)
+	}
+	if got := readBody(t, s, id); !bytes.Equal(got, body) {
+		t.Errorf("body after reopening = %q; want %q", got, body)
+	}
+
+	// Remove: gone from memory and disk; a late Update does not bring it back.
+	if err := s.Remove(id); err != nil {
+		t.Fatalf("Remove(%s) = %v", id, err)
+	}
+	if _, err := s.Envelope(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Envelope after Remove = %v; want ErrNotFound", err)
+	}
+	if _, err := s.Open(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open after Remove = %v; want ErrNotFound", err)
+	}
+	if err := s.Update(ctx, got); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Update after Remove = %v; want ErrNotFound", err)
+	}
+	if err := s.Remove(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Remove = %v; want ErrNotFound", err)
+	}
+	if err := s.Remove(id2); err != nil {
+		t.Fatalf("Remove(%s) = %v", id2, err)
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue/ after removing everything holds %v", files)
+	}
+	if s.Len() != 0 || !s.Oldest().IsZero() {
+		t.Errorf("Len, Oldest = %d, %v; want 0, zero", s.Len(), s.Oldest())
+	}
+}
+
+func TestCommitRejectsBadEnvelope(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{NoSync: true})
+	for _, env := range []*Envelope{
+		{Profile: "p"},
+		{Recipients: []Recipient{{Addr: "a@b"}}},
+		{Profile: "p", Recipients: []Recipient{{Addr: ""}}},
+		{Profile: "p", Recipients: []Recipient{{Addr: "a@b", State: 7}}},
+	} {
+		w, err := s.Create(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("x"))
+		if id, err := w.Commit(context.Background(), env); err == nil {
+			t.Errorf("Commit(%+v) = %s, nil; want an error", env, id)
+		}
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue/ after failed commits holds %v", files)
+	}
+}
+
+func TestConcurrentCommits(t *testing.T) {
+	const writers, each = 50, 20
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	var (
+		mu    sync.Mutex
+		want  = make(map[string][]byte)
+		wg    sync.WaitGroup
+		errCh = make(chan error, writers)
+	)
+	for g := range writers {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := range each {
+				body := bytes.Repeat(fmt.Appendf(nil, "writer %d message %d\r\n", g, i), 1+(g*each+i)%300)
+				w, err := s.Create(ctx)
+				if err != nil {
+					errCh <- err
+					return
+				}
+				// Stream in small pieces, as an SMTP session does.
+				for b := body; len(b) > 0; b = b[min(len(b), 1000):] {
+					if _, err := w.Write(b[:min(len(b), 1000)]); err != nil {
+						errCh <- err
+						return
+					}
+				}
+				id, err := w.Commit(ctx, testEnvelope(fmt.Sprintf("rcpt%d@example.com", g)))
+				if err != nil {
+					errCh <- err
+					return
+				}
+				mu.Lock()
+				want[id] = body
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errCh)
+	for err := range errCh {
+		t.Fatal(err)
+	}
+
+	check := func(s *Spool) {
+		t.Helper()
+		list, _ := s.List()
+		if len(list) != writers*each || len(want) != writers*each {
+			t.Fatalf("List() has %d messages, %d distinct IDs committed; want %d", len(list), len(want), writers*each)
+		}
+		if !slices.IsSortedFunc(list, func(a, b *Envelope) int { return a.Arrived.Compare(b.Arrived) }) {
+			t.Error("List() is not sorted by arrival")
+		}
+		for _, env := range list {
+			if got := readBody(t, s, env.ID); !bytes.Equal(got, want[env.ID]) || env.Size != int64(len(got)) {
+				t.Fatalf("message %s: %d bytes, envelope says %d; want %d intact bytes", env.ID, len(got), env.Size, len(want[env.ID]))
+			}
+		}
+	}
+	check(s)
+	s.Close()
+	check(openSpool(t, dir, Options{}))
+}
+
+// TestOpenSweeps plants what a crash leaves behind and checks that Open
+// deletes what was never acknowledged, quarantines what it cannot read, and
+// keeps the rest.
+func TestOpenSweeps(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	good1 := commit(t, s, []byte("good one\r\n"), testEnvelope())
+	truncated := commit(t, s, []byte("truncated envelope\r\n"), testEnvelope())
+	noBody := commit(t, s, []byte("body lost\r\n"), testEnvelope())
+	wrongSize := commit(t, s, []byte("body cut short\r\n"), testEnvelope())
+	good2 := commit(t, s, []byte("good two\r\n"), testEnvelope())
+	s.Close()
+
+	q := filepath.Join(dir, queueName)
+	var gen idGen
+	orphan := gen.next(time.Now())
+	tmp := gen.next(time.Now())
+	plant := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(q, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(q, truncated+envSuffix))
+	plant(truncated+envSuffix, string(raw[:len(raw)/2]))
+	os.Remove(filepath.Join(q, noBody+bodySuffix))
+	plant(wrongSize+bodySuffix, "body")
+	plant(orphan+bodySuffix, "a body whose envelope was never written")
+	plant(tmp+".7"+tmpSuffix, `{"version": 1, "id": "`)
+	plant(good1+".8"+tmpSuffix, `{"version": 1, "id": "`) // an Update cut short
+	plant("NOTES.txt", "an operator's file")
+
+	var logs bytes.Buffer
+	s = openSpool(t, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	list, _ := s.List()
+	var ids []string
+	for _, env := range list {
+		ids = append(ids, env.ID)
+	}
+	if want := []string{good1, good2}; !slices.Equal(ids, want) {
+		t.Errorf("after Open, List() = %v; want %v", ids, want)
+	}
+	files := queueFiles(t, dir)
+	wantFiles := []string{good1 + bodySuffix, good1 + envSuffix, good2 + bodySuffix, good2 + envSuffix, "NOTES.txt"}
+	slices.Sort(files)
+	slices.Sort(wantFiles)
+	if !slices.Equal(files, wantFiles) {
+		t.Errorf("queue/ holds %v; want %v", files, wantFiles)
+	}
+	quarantined, _ := os.ReadDir(filepath.Join(dir, quarantineName))
+	var qnames []string
+	for _, e := range quarantined {
+		qnames = append(qnames, e.Name())
+	}
+	wantQ := []string{truncated + bodySuffix, truncated + envSuffix, noBody + envSuffix, wrongSize + bodySuffix, wrongSize + envSuffix}
+	slices.Sort(wantQ)
+	if !slices.Equal(qnames, wantQ) {
+		t.Errorf("quarantine/ holds %v; want %v", qnames, wantQ)
+	}
+	for _, id := range []string{truncated, noBody, wrongSize} {
+		if !strings.Contains(logs.String(), "quarantined") || !strings.Contains(logs.String(), id) {
+			t.Errorf("log does not report quarantining %s:\n%s", id, logs.String())
+		}
+	}
+	if got := readBody(t, s, good2); string(got) != "good two\r\n" {
+		t.Errorf("body of %s = %q", good2, got)
+	}
+
+	// Quarantined files are never overwritten, even by a second one of the
+	// same name.
+	s.Close()
+	plant(noBody+envSuffix, "garbage")
+	s = openSpool(t, dir, Options{})
+	if _, err := os.Stat(filepath.Join(dir, quarantineName, noBody+envSuffix+".1")); err != nil {
+		t.Errorf("second quarantined envelope: %v", err)
+	}
+}
+
+func TestOpenRefusesUnknownVersion(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{NoSync: true})
+	id := commit(t, s, []byte("from the future\r\n"), testEnvelope())
+	s.Close()
+	name := filepath.Join(dir, queueName, id+envSuffix)
+	raw, _ := os.ReadFile(name)
+	os.WriteFile(name, bytes.Replace(raw, []byte(`"version": 1`), []byte(`"version": 2`), 1), 0o600)
+
+	if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 2") {
+		t.Errorf("Open with a version 2 envelope = %v; want an error naming the version", err)
+		if err == nil {
+			s.Close()
+		}
+	}
+	if _, err := os.Stat(name); err != nil {
+		t.Errorf("the version 2 envelope was moved: %v", err)
+	}
+}
+
+func TestAbort(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	ctx := context.Background()
+	w, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ValidID(w.ID()) {
+		t.Errorf("Writer.ID() = %q", w.ID())
+	}
+	w.Write(bytes.Repeat([]byte("x"), 100_000))
+	if w.Size() != 100_000 {
+		t.Errorf("Size() = %d; want 100000", w.Size())
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatalf("Abort() = %v", err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Errorf("second Abort() = %v", err)
+	}
+	if _, err := w.Write([]byte("y")); err == nil {
+		t.Error("Write after Abort succeeded")
+	}
+	if _, err := w.Commit(ctx, testEnvelope()); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue/ after Abort holds %v", files)
+	}
+
+	// A committed Writer's Abort does nothing.
+	id := commit(t, s, []byte("kept\r\n"), testEnvelope())
+	if s.Len() != 1 {
+		t.Fatalf("Len() = %d; want 1", s.Len())
+	}
+	if _, err := s.Envelope(id); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCommitErrors makes each step of Commit fail for real and checks that
+// nothing is queued and nothing is left in queue/.
+func TestCommitErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		break_ func(t *testing.T, s *Spool, w *Writer)
+		ctx    func() context.Context
+	}{
+		{name: "write", break_: func(t *testing.T, s *Spool, w *Writer) {
+			w.f.Close() // the next flush fails: "file already closed"
+		}},
+		{name: "rename", break_: func(t *testing.T, s *Spool, w *Writer) {
+			// A directory where the envelope goes makes the rename fail.
+			if err := os.Mkdir(s.envPath(w.ID()), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := os.Remove(s.envPath(w.ID())); err != nil {
+					t.Error(err)
+				}
+			})
+		}},
+		{name: "canceled", ctx: func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, dir, Options{})
+			w, err := s.Create(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write([]byte("doomed\r\n"))
+			ctx := context.Background()
+			if tt.break_ != nil {
+				tt.break_(t, s, w)
+			}
+			if tt.ctx != nil {
+				ctx = tt.ctx()
+			}
+			if id, err := w.Commit(ctx, testEnvelope()); err == nil {
+				t.Fatalf("Commit() = %s, nil; want an error", id)
+			} else {
+				t.Logf("Commit() = %v", err)
+			}
+			if list, _ := s.List(); len(list) != 0 {
+				t.Errorf("List() after a failed Commit = %v", list)
+			}
+			files := slices.DeleteFunc(queueFiles(t, dir), func(n string) bool { return n == w.ID()+envSuffix && tt.name == "rename" })
+			if len(files) != 0 {
+				t.Errorf("queue/ after a failed Commit holds %v", files)
+			}
+		})
+	}
+}
+
+func TestBadIDs(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{NoSync: true})
+	id := commit(t, s, []byte("x\r\n"), testEnvelope())
+	ctx := context.Background()
+	bad := []string{"", "..", "../../etc/passwd", id + "/..", "../" + id[3:], strings.ToUpper(id),
+		id + "x", id[1:], id[:18] + "w", id[:18] + "/", id[:18] + "\x00", "/" + id[1:]}
+	for _, b := range bad {
+		if ValidID(b) {
+			t.Errorf("ValidID(%q) = true", b)
+		}
+		if _, err := s.Open(b); !errors.Is(err, ErrBadID) {
+			t.Errorf("Open(%q) = %v; want ErrBadID", b, err)
+		}
+		if _, err := s.Envelope(b); !errors.Is(err, ErrBadID) {
+			t.Errorf("Envelope(%q) = %v; want ErrBadID", b, err)
+		}
+		if err := s.Remove(b); !errors.Is(err, ErrBadID) {
+			t.Errorf("Remove(%q) = %v; want ErrBadID", b, err)
+		}
+		env := testEnvelope()
+		env.ID = b
+		if err := s.Update(ctx, env); !errors.Is(err, ErrBadID) {
+			t.Errorf("Update(ID %q) = %v; want ErrBadID", b, err)
+		}
+	}
+	unknown := strings.Repeat("0", IDLen)
+	if _, err := s.Open(unknown); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open(%q) = %v; want ErrNotFound", unknown, err)
+	}
+	if s.Len() != 1 {
+		t.Errorf("Len() = %d; want 1", s.Len())
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openSpool(t, dir, Options{})
+	id := commit(t, s, []byte("secret\r\n"), testEnvelope())
+	want := map[string]fs.FileMode{
+		dir:                                       fs.ModeDir | 0o700,
+		filepath.Join(dir, queueName):             fs.ModeDir | 0o700,
+		filepath.Join(dir, quarantineName):        fs.ModeDir | 0o700,
+		filepath.Join(dir, lockName):              0o600,
+		filepath.Join(dir, queueName, id+".eml"):  0o600,
+		filepath.Join(dir, queueName, id+".json"): 0o600,
+	}
+	for name, mode := range want {
+		info, err := os.Stat(name)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if info.Mode() != mode {
+			t.Errorf("%s has mode %v; want %v", name, info.Mode(), mode)
+		}
+	}
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	if s2, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v; want ErrLocked", err)
+		if err == nil {
+			s2.Close()
+		}
+	}
+	s.Close()
+	openSpool(t, dir, Options{})
+}
+
+func TestIDsSortAndDiffer(t *testing.T) {
+	var g idGen
+	base := time.Date(2025, 11, 25, 8, 0, 0, 0, time.UTC)
+	prev := ""
+	for i := range 10_000 {
+		now := base
+		if i%3 == 1 {
+			now = base.Add(-time.Hour) // the clock steps back
+		}
+		id := g.next(now)
+		if !ValidID(id) {
+			t.Fatalf("next() = %q, not a valid ID", id)
+		}
+		if id <= prev {
+			t.Fatalf("ID %q does not sort after %q", id, prev)
+		}
+		prev = id
+	}
+	// Two generators (two runs of relay) in the same microsecond differ.
+	var a, b idGen
+	if x, y := a.next(base), b.next(base); x == y || x[:idTimeLen] != y[:idTimeLen] {
+		t.Errorf("IDs %q and %q: want the same time part and different random parts", x, y)
+	}
+}
+
+func TestClaim(t *testing.T) {
+	s := openSpool(t, t.TempDir(), Options{NoSync: true})
+	id := commit(t, s, []byte("x\r\n"), testEnvelope())
+	if !s.Claim(id) {
+		t.Fatal("first Claim = false")
+	}
+	if s.Claim(id) {
+		t.Error("second Claim = true")
+	}
+	s.Release(id)
+	if !s.Claim(id) {
+		t.Error("Claim after Release = false")
+	}
+	s.Remove(id)
+	if s.Claim(id) {
+		t.Error("Claim of a removed message = true")
+	}
+}
+
+func TestDirSyncerGroups(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		calls   int
+		started = make(chan struct{}, 100)
+		release = make(chan struct{})
+	)
+	d := newDirSyncer(func() error {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		started <- struct{}{}
+		<-release
+		if n == 2 {
+			return errors.New("disk trouble")
+		}
+		return nil
+	})
+	first := make(chan error)
+	go func() { first <- d.Sync() }()
+	<-started // the first fsync is in flight
+	const waiters = 20
+	errs := make(chan error, waiters)
+	for range waiters {
+		go func() { errs <- d.Sync() }()
+	}
+	// Let the waiters queue up behind the fsync in flight.
+	time.Sleep(50 * time.Millisecond)
+	release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatalf("first Sync() = %v", err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a Sync() returned %v before an fsync that started after it", err)
+	case <-started: // the second fsync, for all waiters
+	}
+	close(release)
+	for range waiters {
+		if err := <-errs; err == nil || err.Error() != "disk trouble" {
+			t.Errorf("waiter's Sync() = %v; want the second fsync's error", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("%d fsyncs for 1 + %d callers; want 2", calls, waiters)
+	}
+}

@@ -126,6 +126,28 @@ default_profile = "nosuch"
 				"26 server.default_profile",
 			},
 		},
+		{
+			// Keys that do not decode are reported before validation.
+			name: "decoding",
+			doc: `[[profiles]]
+name = "a"
+hostname = "mail.example.com"
+colour = "blue"
+
+[[profiles]]
+name = "b"
+hostname = "mail.example.com"
+port = "587"
+
+[server]
+lisen = "0.0.0.0:25"
+`,
+			want: []string{
+				"4 profiles[0].colour",
+				"9 profiles[1].port",
+				"12 server.lisen",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

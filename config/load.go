@@ -132,7 +132,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		l.decodeErr(err, "")
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 	c := &Config{File: name, Server: raw.Server, Queue: raw.Queue, Admin: raw.Admin}
 
@@ -180,16 +180,21 @@ func Parse(name string, data []byte) (*Config, error) {
 		l.unknownKey(key)
 	}
 	if len(l.problems) > 0 {
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 
 	l.validate(c)
 	if len(l.problems) > 0 {
-		sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 	c.Warnings = append(c.Warnings, l.warnings...)
 	return c, nil
+}
+
+// err returns the problems found so far, in the order of their lines.
+func (l *loader) err() *Error {
+	sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
+	return &Error{Problems: l.problems}
 }
 
 // unknownKey reports a key relay does not know, at each place it occurs.

@@ -148,6 +148,29 @@ lisen = "0.0.0.0:25"
 				"12 server.lisen",
 			},
 		},
+		{
+			// Each unknown key once, though it occurs in two profiles,
+			// and an unknown table once, not again for its keys.
+			name: "unknown keys in several elements",
+			doc: `[[profiles]]
+name = "a"
+hostname = "mail.example.com"
+colour = "blue"
+
+[profiles.extra]
+x = 1
+
+[[profiles]]
+name = "b"
+hostname = "mail.example.com"
+colour = "red"
+`,
+			want: []string{
+				"4 profiles[0].colour",
+				"6 profiles[0].extra",
+				"12 profiles[1].colour",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -176,8 +176,17 @@ func Parse(name string, data []byte) (*Config, error) {
 		oc.Line = l.ix.line(prefix)
 		c.OAuth2Clients = append(c.OAuth2Clients, oc)
 	}
+	// Undecoded lists a key of an array table once per element that has
+	// it, and the keys inside an unknown table after the table itself;
+	// unknownKey reports every place of a key, and a table is enough.
+	seen := map[string]bool{}
 	for _, key := range md.Undecoded() {
-		l.unknownKey(key)
+		k := key.String()
+		inUnknown := len(key) > 1 && seen[key[:len(key)-1].String()]
+		if !seen[k] && !inUnknown {
+			l.unknownKey(key)
+		}
+		seen[k] = true
 	}
 	if len(l.problems) > 0 {
 		return nil, l.err()

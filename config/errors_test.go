@@ -34,7 +34,7 @@ func TestLoadBad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			first, _, _ := strings.Cut(string(data), "\n")
+			first, _, _ := strings.Cut(strings.TrimPrefix(string(data), "\ufeff"), "\n")
 			m := wantRe.FindStringSubmatch(strings.TrimSpace(first))
 			if m == nil {
 				t.Fatalf("%s: first line %q is not \"# want: LINE: KEY: substring\"", path, first)

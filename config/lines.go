@@ -30,6 +30,8 @@ var (
 )
 
 func newLineIndex(doc string) *lineIndex {
+	// BurntSushi/toml skips a byte order mark, as Windows editors write.
+	doc = strings.TrimPrefix(doc, "\ufeff")
 	ix := &lineIndex{lines: make(map[string]int)}
 	counts := make(map[string]int) // array table → elements so far
 	current := ""

@@ -161,6 +161,16 @@ resource = "x"
 			},
 		},
 		{
+			name: "byte order mark",
+			doc:  "\ufeff[server]\nlisten = \"x\"\n[[profiles]]\nname = \"a\"\n",
+			want: map[string]int{
+				"server":           1,
+				"server.listen":    2,
+				"profiles[0]":      3,
+				"profiles[0].name": 4,
+			},
+		},
+		{
 			name: "CRLF line endings",
 			doc:  "[server]\r\nlisten = \"x\"\r\n\r\n[[profiles]]\r\nname = \"a\"\r\ndescription = \"\"\"\r\n[[profiles]]\r\n\"\"\"\r\nport = 1\r\n",
 			want: map[string]int{

@@ -72,11 +72,16 @@ func newLineIndex(doc string) *lineIndex {
 		if m == nil {
 			continue
 		}
-		path := normalizeKey(m[1])
-		if current != "" {
-			path = current + "." + path
+		// A dotted key also defines its tables: a.b.c = 1 makes a and
+		// a.b, which validation may name.
+		path := current
+		for _, part := range splitDotted(m[1]) {
+			if path != "" {
+				path += "."
+			}
+			path += normalizeKey(part)
+			ix.add(path, lineNo)
 		}
-		ix.add(path, lineNo)
 		value := strings.TrimSpace(m[2])
 		switch {
 		case strings.HasPrefix(value, `"""`) && strings.Count(value, `"""`) == 1:

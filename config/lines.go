@@ -11,7 +11,8 @@ import (
 // private and loses the index of [[array]] tables, so relay reads the
 // document's structure once more itself. It understands what configuration
 // files use: tables, arrays of tables, sub-tables of the latest array
-// element, dotted and quoted keys, multi-line strings and arrays.
+// element, dotted and quoted keys, multi-line strings, arrays and inline
+// tables.
 type lineIndex struct {
 	lines map[string]int // "profiles[1].use_ssl" → 14; "profiles[1]" → its header
 	keys  []indexedKey   // in document order
@@ -35,13 +36,13 @@ func newLineIndex(doc string) *lineIndex {
 	ix := &lineIndex{lines: make(map[string]int)}
 	counts := make(map[string]int) // array table → elements so far
 	current := ""
-	var closer string // a multi-line string or array is open until this
-	depth := 0
+	var closer string // a multi-line string, array or inline table is open until this
+	depth := 0        // of brackets and braces, while closer is closeBrackets
 	for n, line := range strings.Split(doc, "\n") {
 		lineNo := n + 1
 		text := strings.TrimSpace(line)
 		if closer != "" {
-			if closer == "]" {
+			if closer == closeBrackets {
 				depth += bracketDepth(text)
 				if depth <= 0 {
 					closer = ""
@@ -88,9 +89,9 @@ func newLineIndex(doc string) *lineIndex {
 			closer = `"""`
 		case strings.HasPrefix(value, `'''`) && strings.Count(value, `'''`) == 1:
 			closer = `'''`
-		case strings.HasPrefix(value, "["):
+		case strings.HasPrefix(value, "["), strings.HasPrefix(value, "{"):
 			if depth = bracketDepth(value); depth > 0 {
-				closer = "]"
+				closer = closeBrackets
 			}
 		}
 	}
@@ -179,7 +180,11 @@ func splitDotted(k string) []string {
 	return append(parts, k[start:])
 }
 
-// bracketDepth counts [ minus ] outside strings and comments.
+// closeBrackets marks an open multi-line array or inline table (TOML 1.1
+// lets inline tables span lines).
+const closeBrackets = "]}"
+
+// bracketDepth counts [ and { minus ] and } outside strings and comments.
 func bracketDepth(s string) int {
 	depth := 0
 	var quote byte
@@ -196,9 +201,9 @@ func bracketDepth(s string) int {
 			quote = c
 		case c == '#':
 			return depth
-		case c == '[':
+		case c == '[' || c == '{':
 			depth++
-		case c == ']':
+		case c == ']' || c == '}':
 			depth--
 		}
 	}

@@ -163,6 +163,37 @@ resource = "x"
 			},
 		},
 		{
+			// TOML 1.1, which BurntSushi/toml reads: inline tables may
+			// span lines.
+			name: "multi-line inline tables",
+			doc: `[[profiles]]
+name = "a"
+client_credentials_token_params = {
+  port = "1",
+  nested = { name = "x",
+    debug = "y" },
+}
+port = 2
+debug = true
+users = [
+  { name = "x" },
+  {
+    name = "y",
+  },
+]
+hostname = "h"
+`,
+			want: map[string]int{
+				"profiles[0].name": 2,
+				"profiles[0].client_credentials_token_params": 3,
+				"profiles[0].port":                            8,
+				"profiles[0].debug":                           9,
+				"profiles[0].users":                           10,
+				"profiles[0].hostname":                        16,
+				"users":                                       0,
+			},
+		},
+		{
 			name: "byte order mark",
 			doc:  "\ufeff[server]\nlisten = \"x\"\n[[profiles]]\nname = \"a\"\n",
 			want: map[string]int{

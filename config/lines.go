@@ -145,6 +145,21 @@ func (ix *lineIndex) unindexed(key string) []indexedKey {
 	return out
 }
 
+// indexed returns the indexed path of key (a path without array indices,
+// as BurntSushi/toml reports it) at or last before line, or key itself.
+func (ix *lineIndex) indexed(key string, line int) string {
+	found := key
+	for _, k := range ix.keys {
+		if k.line > line {
+			break
+		}
+		if indexSuffix.ReplaceAllString(k.path, "") == key {
+			found = k.path
+		}
+	}
+	return found
+}
+
 // normalizeKey removes quotes and spaces around the parts of a dotted key.
 func normalizeKey(k string) string {
 	parts := splitDotted(k)

@@ -250,6 +250,22 @@ bogus = 2
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("unindexed(%q) = %v; want %v", "profiles.bogus", got, want)
 	}
+	for _, tt := range []struct {
+		key  string
+		line int
+		want string
+	}{
+		{"profiles.bogus", 3, "profiles[0].bogus"},
+		{"profiles.bogus", 8, "profiles[0].bogus"},
+		{"profiles.bogus", 9, "profiles[2].bogus"},
+		{"profiles.name", 7, "profiles[1].name"},
+		{"profiles.bogus", 2, "profiles.bogus"},
+		{"server.listen", 5, "server.listen"},
+	} {
+		if got := ix.indexed(tt.key, tt.line); got != tt.want {
+			t.Errorf("indexed(%q, %d) = %q; want %q", tt.key, tt.line, got, tt.want)
+		}
+	}
 }
 
 // numbered returns doc with line numbers, for failure messages.

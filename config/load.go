@@ -89,6 +89,9 @@ func (l *loader) decodeErr(err error, prefix string) {
 			key = prefix + strings.TrimPrefix(key, unindex(prefix))
 		}
 		line := pe.Line
+		if prefix == "" && line > 0 {
+			key = l.ix.indexed(key, line)
+		}
 		if prefix != "" || line == 0 {
 			if il := l.ix.line(key); il > 0 {
 				line = il
@@ -113,6 +116,9 @@ func (l *loader) decodeErr(err error, prefix string) {
 	if line == 0 {
 		if m := lineRe.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
+			if prefix == "" {
+				key = l.ix.indexed(key, line)
+			}
 		}
 	}
 	if i := strings.Index(msg, "): "); i >= 0 {

@@ -161,8 +161,10 @@ func (l *loader) validateServer(c *Config) {
 		s.Networks = append(s.Networks, p)
 	}
 	switch {
-	case (s.TLSCertFile == "") != (s.TLSKeyFile == ""):
+	case s.TLSCertFile != "" && s.TLSKeyFile == "":
 		l.addf("server.tls_cert_file", "tls_cert_file and tls_key_file go together; set both or neither")
+	case s.TLSCertFile == "" && s.TLSKeyFile != "":
+		l.addf("server.tls_key_file", "tls_cert_file and tls_key_file go together; set both or neither")
 	case s.TLSCertFile != "":
 		if _, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile); err != nil {
 			l.addf("server.tls_cert_file", "cannot load the certificate and key: %v", err)

@@ -23,6 +23,8 @@ func TestLoadBad(t *testing.T) {
 	// t.Setenv restores the variable after the test; unset it meanwhile.
 	t.Setenv(unsetVariable, "")
 	os.Unsetenv(unsetVariable)
+	// bcrypt, and so a user's password, stops at 72 bytes.
+	t.Setenv("RELAY_TEST_LONG_PASSWORD", strings.Repeat("x", 73))
 
 	files, err := filepath.Glob(filepath.Join(badDir, "*.toml"))
 	if err != nil || len(files) == 0 {

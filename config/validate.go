@@ -568,14 +568,15 @@ func (l *loader) userHash(key func(string) string, u *User, s string) string {
 	if s == "" {
 		return ""
 	}
+	// The key the password came from.
+	k := "password_hash"
+	if u.PasswordFile != "" {
+		k = "password_file"
+	} else if u.PasswordEnv != "" {
+		k = "password_env"
+	}
 	if strings.HasPrefix(s, "$2") {
 		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			k := "password_hash"
-			if u.PasswordFile != "" {
-				k = "password_file"
-			} else if u.PasswordEnv != "" {
-				k = "password_env"
-			}
 			l.addf(key(k), "user %q: not a valid bcrypt hash; make one with `relay hash-password`", u.Name)
 			return ""
 		}
@@ -586,12 +587,12 @@ func (l *loader) userHash(key func(string) string, u *User, s string) string {
 		return ""
 	}
 	if len(s) > 72 {
-		l.addf(key("password_file"), "user %q: a password may have at most 72 bytes", u.Name)
+		l.addf(key(k), "user %q: a password may have at most 72 bytes", u.Name)
 		return ""
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(s), bcrypt.DefaultCost)
 	if err != nil {
-		l.addf(key("password_file"), "user %q: %v", u.Name, err)
+		l.addf(key(k), "user %q: %v", u.Name, err)
 		return ""
 	}
 	return string(h)

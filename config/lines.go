@@ -47,7 +47,7 @@ func newLineIndex(doc string) *lineIndex {
 				if depth <= 0 {
 					closer = ""
 				}
-			} else if strings.Contains(text, closer) {
+			} else if closesString(text, closer) {
 				closer = ""
 			}
 			continue
@@ -85,9 +85,9 @@ func newLineIndex(doc string) *lineIndex {
 		}
 		value := strings.TrimSpace(m[2])
 		switch {
-		case strings.HasPrefix(value, `"""`) && strings.Count(value, `"""`) == 1:
+		case strings.HasPrefix(value, `"""`) && !closesString(value[3:], `"""`):
 			closer = `"""`
-		case strings.HasPrefix(value, `'''`) && strings.Count(value, `'''`) == 1:
+		case strings.HasPrefix(value, `'''`) && !closesString(value[3:], `'''`):
 			closer = `'''`
 		case strings.HasPrefix(value, "["), strings.HasPrefix(value, "{"):
 			if depth = bracketDepth(value); depth > 0 {
@@ -223,4 +223,19 @@ func bracketDepth(s string) int {
 		}
 	}
 	return depth
+}
+
+// closesString reports whether s holds delim, the end of a multi-line
+// string; in a basic string (""") a backslash escapes the next character.
+func closesString(s, delim string) bool {
+	for i := 0; i < len(s); i++ {
+		if delim == `"""` && s[i] == '\\' {
+			i++
+			continue
+		}
+		if strings.HasPrefix(s[i:], delim) {
+			return true
+		}
+	}
+	return false
 }

@@ -163,6 +163,31 @@ resource = "x"
 			},
 		},
 		{
+			name: "escaped quotes in multi-line strings",
+			doc: `[[profiles]]
+name = "a"
+description = """one \""" two
+[[profiles]]
+"""
+port = 2
+scope = """a\\"""
+debug = true
+path = """
+\"""[[profiles]]\"""
+"""
+kind = "maildir"
+`,
+			want: map[string]int{
+				"profiles[0].description": 3,
+				"profiles[0].port":        6,
+				"profiles[0].scope":       7,
+				"profiles[0].debug":       8,
+				"profiles[0].path":        9,
+				"profiles[0].kind":        12,
+				"profiles[1]":             0,
+			},
+		},
+		{
 			// TOML 1.1, which BurntSushi/toml reads: inline tables may
 			// span lines.
 			name: "multi-line inline tables",

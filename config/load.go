@@ -215,7 +215,9 @@ func (l *loader) err() *Error {
 // unknownKey reports a key relay does not know, at each place it occurs.
 func (l *loader) unknownKey(key toml.Key) {
 	k := key.String()
-	where := l.ix.unindexed(k)
+	// The index keeps keys unquoted; key.String() quotes a part such as
+	// "délai" or "smtp timeout".
+	where := l.ix.unindexed(strings.Join(key, "."))
 	msg := "unknown key"
 	if len(key) > 1 {
 		msg = fmt.Sprintf("unknown key %q in [%s]", key[len(key)-1], strings.Join(key[:len(key)-1], "."))

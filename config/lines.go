@@ -11,7 +11,8 @@ import (
 // private and loses the index of [[array]] tables, so relay reads the
 // document's structure once more itself. It understands what configuration
 // files use: tables, arrays of tables, sub-tables of the latest array
-// element, dotted and quoted keys, multi-line strings and arrays.
+// element, dotted and quoted keys, multi-line strings, arrays and inline
+// tables.
 type lineIndex struct {
 	lines map[string]int // "profiles[1].use_ssl" → 14; "profiles[1]" → its header
 	keys  []indexedKey   // in document order
@@ -30,21 +31,23 @@ var (
 )
 
 func newLineIndex(doc string) *lineIndex {
+	// BurntSushi/toml skips a byte order mark, as Windows editors write.
+	doc = strings.TrimPrefix(doc, "\ufeff")
 	ix := &lineIndex{lines: make(map[string]int)}
 	counts := make(map[string]int) // array table → elements so far
 	current := ""
-	var closer string // a multi-line string or array is open until this
-	depth := 0
+	var closer string // a multi-line string, array or inline table is open until this
+	depth := 0        // of brackets and braces, while closer is closeBrackets
 	for n, line := range strings.Split(doc, "\n") {
 		lineNo := n + 1
 		text := strings.TrimSpace(line)
 		if closer != "" {
-			if closer == "]" {
+			if closer == closeBrackets {
 				depth += bracketDepth(text)
 				if depth <= 0 {
 					closer = ""
 				}
-			} else if strings.Contains(text, closer) {
+			} else if closesString(text, closer) {
 				closer = ""
 			}
 			continue
@@ -70,20 +73,25 @@ func newLineIndex(doc string) *lineIndex {
 		if m == nil {
 			continue
 		}
-		path := normalizeKey(m[1])
-		if current != "" {
-			path = current + "." + path
+		// A dotted key also defines its tables: a.b.c = 1 makes a and
+		// a.b, which validation may name.
+		path := current
+		for _, part := range splitDotted(m[1]) {
+			if path != "" {
+				path += "."
+			}
+			path += normalizeKey(part)
+			ix.add(path, lineNo)
 		}
-		ix.add(path, lineNo)
 		value := strings.TrimSpace(m[2])
 		switch {
-		case strings.HasPrefix(value, `"""`) && strings.Count(value, `"""`) == 1:
+		case strings.HasPrefix(value, `"""`) && !closesString(value[3:], `"""`):
 			closer = `"""`
-		case strings.HasPrefix(value, `'''`) && strings.Count(value, `'''`) == 1:
+		case strings.HasPrefix(value, `'''`) && !closesString(value[3:], `'''`):
 			closer = `'''`
-		case strings.HasPrefix(value, "["):
+		case strings.HasPrefix(value, "["), strings.HasPrefix(value, "{"):
 			if depth = bracketDepth(value); depth > 0 {
-				closer = "]"
+				closer = closeBrackets
 			}
 		}
 	}
@@ -137,6 +145,21 @@ func (ix *lineIndex) unindexed(key string) []indexedKey {
 	return out
 }
 
+// indexed returns the indexed path of key (a path without array indices,
+// as BurntSushi/toml reports it) at or last before line, or key itself.
+func (ix *lineIndex) indexed(key string, line int) string {
+	found := key
+	for _, k := range ix.keys {
+		if k.line > line {
+			break
+		}
+		if indexSuffix.ReplaceAllString(k.path, "") == key {
+			found = k.path
+		}
+	}
+	return found
+}
+
 // normalizeKey removes quotes and spaces around the parts of a dotted key.
 func normalizeKey(k string) string {
 	parts := splitDotted(k)
@@ -172,7 +195,11 @@ func splitDotted(k string) []string {
 	return append(parts, k[start:])
 }
 
-// bracketDepth counts [ minus ] outside strings and comments.
+// closeBrackets marks an open multi-line array or inline table (TOML 1.1
+// lets inline tables span lines).
+const closeBrackets = "]}"
+
+// bracketDepth counts [ and { minus ] and } outside strings and comments.
 func bracketDepth(s string) int {
 	depth := 0
 	var quote byte
@@ -189,11 +216,26 @@ func bracketDepth(s string) int {
 			quote = c
 		case c == '#':
 			return depth
-		case c == '[':
+		case c == '[' || c == '{':
 			depth++
-		case c == ']':
+		case c == ']' || c == '}':
 			depth--
 		}
 	}
 	return depth
+}
+
+// closesString reports whether s holds delim, the end of a multi-line
+// string; in a basic string (""") a backslash escapes the next character.
+func closesString(s, delim string) bool {
+	for i := 0; i < len(s); i++ {
+		if delim == `"""` && s[i] == '\\' {
+			i++
+			continue
+		}
+		if strings.HasPrefix(s[i:], delim) {
+			return true
+		}
+	}
+	return false
 }

@@ -89,6 +89,9 @@ func (l *loader) decodeErr(err error, prefix string) {
 			key = prefix + strings.TrimPrefix(key, unindex(prefix))
 		}
 		line := pe.Line
+		if prefix == "" && line > 0 {
+			key = l.ix.indexed(key, line)
+		}
 		if prefix != "" || line == 0 {
 			if il := l.ix.line(key); il > 0 {
 				line = il
@@ -113,6 +116,9 @@ func (l *loader) decodeErr(err error, prefix string) {
 	if line == 0 {
 		if m := lineRe.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
+			if prefix == "" {
+				key = l.ix.indexed(key, line)
+			}
 		}
 	}
 	if i := strings.Index(msg, "): "); i >= 0 {
@@ -132,7 +138,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		l.decodeErr(err, "")
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 	c := &Config{File: name, Server: raw.Server, Queue: raw.Queue, Admin: raw.Admin}
 
@@ -176,26 +182,42 @@ func Parse(name string, data []byte) (*Config, error) {
 		oc.Line = l.ix.line(prefix)
 		c.OAuth2Clients = append(c.OAuth2Clients, oc)
 	}
+	// Undecoded lists a key of an array table once per element that has
+	// it, and the keys inside an unknown table after the table itself;
+	// unknownKey reports every place of a key, and a table is enough.
+	seen := map[string]bool{}
 	for _, key := range md.Undecoded() {
-		l.unknownKey(key)
+		k := key.String()
+		inUnknown := len(key) > 1 && seen[key[:len(key)-1].String()]
+		if !seen[k] && !inUnknown {
+			l.unknownKey(key)
+		}
+		seen[k] = true
 	}
 	if len(l.problems) > 0 {
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 
 	l.validate(c)
 	if len(l.problems) > 0 {
-		sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
-		return nil, &Error{Problems: l.problems}
+		return nil, l.err()
 	}
 	c.Warnings = append(c.Warnings, l.warnings...)
 	return c, nil
 }
 
+// err returns the problems found so far, in the order of their lines.
+func (l *loader) err() *Error {
+	sort.SliceStable(l.problems, func(i, j int) bool { return l.problems[i].Line < l.problems[j].Line })
+	return &Error{Problems: l.problems}
+}
+
 // unknownKey reports a key relay does not know, at each place it occurs.
 func (l *loader) unknownKey(key toml.Key) {
 	k := key.String()
-	where := l.ix.unindexed(k)
+	// The index keeps keys unquoted; key.String() quotes a part such as
+	// "délai" or "smtp timeout".
+	where := l.ix.unindexed(strings.Join(key, "."))
 	msg := "unknown key"
 	if len(key) > 1 {
 		msg = fmt.Sprintf("unknown key %q in [%s]", key[len(key)-1], strings.Join(key[:len(key)-1], "."))

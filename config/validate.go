@@ -161,8 +161,10 @@ func (l *loader) validateServer(c *Config) {
 		s.Networks = append(s.Networks, p)
 	}
 	switch {
-	case (s.TLSCertFile == "") != (s.TLSKeyFile == ""):
+	case s.TLSCertFile != "" && s.TLSKeyFile == "":
 		l.addf("server.tls_cert_file", "tls_cert_file and tls_key_file go together; set both or neither")
+	case s.TLSCertFile == "" && s.TLSKeyFile != "":
+		l.addf("server.tls_key_file", "tls_cert_file and tls_key_file go together; set both or neither")
 	case s.TLSCertFile != "":
 		if _, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile); err != nil {
 			l.addf("server.tls_cert_file", "cannot load the certificate and key: %v", err)
@@ -566,14 +568,15 @@ func (l *loader) userHash(key func(string) string, u *User, s string) string {
 	if s == "" {
 		return ""
 	}
+	// The key the password came from.
+	k := "password_hash"
+	if u.PasswordFile != "" {
+		k = "password_file"
+	} else if u.PasswordEnv != "" {
+		k = "password_env"
+	}
 	if strings.HasPrefix(s, "$2") {
 		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			k := "password_hash"
-			if u.PasswordFile != "" {
-				k = "password_file"
-			} else if u.PasswordEnv != "" {
-				k = "password_env"
-			}
 			l.addf(key(k), "user %q: not a valid bcrypt hash; make one with `relay hash-password`", u.Name)
 			return ""
 		}
@@ -584,12 +587,12 @@ func (l *loader) userHash(key func(string) string, u *User, s string) string {
 		return ""
 	}
 	if len(s) > 72 {
-		l.addf(key("password_file"), "user %q: a password may have at most 72 bytes", u.Name)
+		l.addf(key(k), "user %q: a password may have at most 72 bytes", u.Name)
 		return ""
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(s), bcrypt.DefaultCost)
 	if err != nil {
-		l.addf(key("password_file"), "user %q: %v", u.Name, err)
+		l.addf(key(k), "user %q: %v", u.Name, err)
 		return ""
 	}
 	return string(h)

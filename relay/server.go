@@ -1,0 +1,216 @@
+// Package relay is the inbound side of relay: the SMTP server that legacy
+// applications talk to, local logins, the choice of a profile for each
+// message, and handing the message to its profile's transport.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/relaymail/relay/config"
+)
+
+// Options are a Server's settings beyond its configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Transports makes the transport of each profile.
+	Transports TransportFactory
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is relay's SMTP listener for legacy applications.
+type Server struct {
+	opts   Options
+	logger *slog.Logger
+	smtp   *smtp.Server
+	state  atomic.Pointer[state]
+
+	ctx    context.Context // ends when the server closes
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[netip.Addr]int
+	total int
+}
+
+// state is everything a configuration decides; a reload swaps it whole.
+type state struct {
+	cfg        *config.Config
+	policy     *Policy
+	transports map[string]Transport
+}
+
+// NewServer prepares a server for cfg; Serve starts it.
+func NewServer(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Transports == nil {
+		return nil, errors.New("relay: Options.Transports is required")
+	}
+	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.Apply(cfg); err != nil {
+		return nil, err
+	}
+
+	srv := smtp.NewServer(s)
+	sc := cfg.Server
+	srv.Domain = sc.Hostname
+	srv.MaxMessageBytes = sc.MaxMessageBytes
+	srv.MaxRecipients = sc.MaxRecipients
+	srv.ReadTimeout = sc.ReadTimeout.D()
+	srv.WriteTimeout = sc.WriteTimeout.D()
+	srv.EnableSMTPUTF8 = true
+	// AUTH is offered per connection: over TLS or from loopback (session.go).
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = slog.NewLogLogger(s.logger.With("component", "smtp").Handler(), slog.LevelWarn)
+	if sc.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay: load tls_cert_file: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.smtp = srv
+	return s, nil
+}
+
+// Apply switches to a new configuration: profiles, users and routes. The
+// transports of the new configuration are made first; if any fails, the
+// old configuration stays. Sessions in progress finish with the
+// configuration they started their transaction with.
+func (s *Server) Apply(cfg *config.Config) error {
+	st := &state{cfg: cfg, policy: NewPolicy(cfg), transports: make(map[string]Transport)}
+	for _, p := range cfg.Profiles {
+		t, err := s.opts.Transports(p)
+		if err != nil {
+			return fmt.Errorf("profile %q: %w", p.Name, err)
+		}
+		st.transports[p.Name] = t
+	}
+	s.state.Store(st)
+	return nil
+}
+
+// Config returns the configuration in effect.
+func (s *Server) Config() *config.Config { return s.state.Load().cfg }
+
+// Transport returns the transport of the named profile, or nil.
+func (s *Server) Transport(profile string) Transport { return s.state.Load().transports[profile] }
+
+// Serve accepts SMTP connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.smtp.Serve(&limitListener{Listener: ln, s: s})
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for the
+// sessions in progress to finish; then it closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	s.cancel()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error {
+	s.cancel()
+	err := s.smtp.Close()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return newSession(s, c), nil
+}
+
+// limitListener refuses connections beyond max_connections in total or
+// max_connections_per_client from one address, with 421 4.7.0 before
+// go-smtp greets them.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := remoteAddr(c)
+		if l.s.acquire(addr) {
+			return &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}, nil
+		}
+		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+		c.Close()
+	}
+}
+
+func (s *Server) acquire(addr netip.Addr) bool {
+	sc := s.state.Load().cfg.Server
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total >= sc.MaxConnections || s.conns[addr] >= sc.MaxConnectionsPerClient {
+		return false
+	}
+	s.total++
+	s.conns[addr]++
+	return true
+}
+
+func (s *Server) release(addr netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.conns[addr]--; s.conns[addr] <= 0 {
+		delete(s.conns, addr)
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// remoteAddr is the client's IP address, unmapped from IPv4-in-IPv6.
+func remoteAddr(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,362 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/internal/sasllogin"
+	"github.com/relaymail/relay/upstream"
+)
+
+// session is one client connection. go-smtp sessions have no context, so
+// each makes its own, ended by Logout.
+type session struct {
+	srv    *Server
+	conn   *smtp.Conn
+	remote netip.Addr
+	tls    bool
+	helo   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	logger *slog.Logger
+
+	user string // logged-in user name, or ""
+	tx   *transaction
+
+	// delivery is the upstream connection of a direct-mode transaction,
+	// kept for the next transaction to the same profile.
+	delivery        Delivery
+	deliveryProfile string
+}
+
+// transaction is one message from MAIL FROM to the end of DATA.
+type transaction struct {
+	id      string
+	st      *state
+	profile *config.Profile
+	from    string
+	utf8    bool
+	size    int64
+	rcpts   []string
+	begun   bool // MAIL was sent upstream (direct mode)
+}
+
+func newSession(s *Server, c *smtp.Conn) *session {
+	_, isTLS := c.TLSConnectionState()
+	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), tls: isTLS, helo: c.Hostname()}
+	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
+	sess.logger = s.logger.With("client", sess.remote.String())
+	return sess
+}
+
+// authAllowed: AUTH PLAIN and LOGIN only over TLS or from loopback, so a
+// password never crosses a network in the clear.
+func (s *session) authAllowed() bool { return s.tls || s.remote.IsLoopback() }
+
+// AuthMechanisms implements smtp.AuthSession.
+func (s *session) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// dummyHash is compared against when the user is unknown, so that a
+// login for a missing user takes as long as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("relay: no such user"), bcrypt.DefaultCost)
+
+// Auth implements smtp.AuthSession.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.authAllowed() {
+		// RFC 4954 §6: 538 encryption required for requested mechanism.
+		return nil, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required: use STARTTLS before AUTH"}
+	}
+	check := func(name, password string) error {
+		u := s.srv.state.Load().policy.User(name)
+		hash := dummyHash
+		if u != nil {
+			hash = []byte(u.PasswordHash)
+		}
+		if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
+			s.logger.Warn("authentication failed", "user", name, "mechanism", mech)
+			return smtp.ErrAuthFailed
+		}
+		s.user = name
+		s.logger = s.logger.With("user", name)
+		s.logger.Debug("authenticated", "mechanism", mech)
+		return nil
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, name, password string) error {
+			if identity != "" && identity != name {
+				return smtp.ErrAuthFailed
+			}
+			return check(name, password)
+		}), nil
+	case sasl.Login:
+		return sasllogin.NewServer(check), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// Mail implements smtp.Session: it picks the transaction's profile.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	st := s.srv.state.Load()
+	var user *config.User
+	if s.user != "" {
+		if user = st.policy.User(s.user); user == nil {
+			// The user was removed by a reload.
+			return errAuthRequired
+		}
+	}
+	p, refusal := st.policy.Select(user, s.remote, from)
+	if refusal != nil {
+		s.logger.Info("sender refused", "from", from, "reply", refusal.Message)
+		return refusal
+	}
+	s.tx = &transaction{id: newID(), st: st, profile: p, from: from}
+	if opts != nil {
+		s.tx.utf8, s.tx.size = opts.UTF8, opts.Size
+	}
+	return nil
+}
+
+// Rcpt implements smtp.Session. In direct mode the recipient is passed to
+// the upstream at once, so the client sees the upstream's answer for it.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	tx := s.tx
+	if tx == nil {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+	}
+	if len(tx.rcpts) >= tx.st.cfg.Server.MaxRecipients {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients"}
+	}
+	if to == "" {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Empty recipient address"}
+	}
+	if s.direct() {
+		if err := s.begin(); err != nil {
+			return err
+		}
+		if err := s.delivery.Rcpt(s.ctx, to); err != nil {
+			return s.reply(err)
+		}
+	}
+	tx.rcpts = append(tx.rcpts, to)
+	return nil
+}
+
+// direct reports whether the transaction waits for the upstream. The
+// durable queue is not there yet: queue behaves as direct.
+func (s *session) direct() bool { return true }
+
+// begin opens the upstream connection, or reuses the last one, and sends
+// MAIL FROM.
+func (s *session) begin() error {
+	tx := s.tx
+	if tx.begun {
+		return nil
+	}
+	if s.delivery != nil && (s.deliveryProfile != tx.profile.Name || !s.delivery.Usable()) {
+		s.delivery.Close()
+		s.delivery = nil
+	}
+	if s.delivery == nil {
+		t := tx.st.transports[tx.profile.Name]
+		d, err := t.Open(s.ctx)
+		if err != nil {
+			return s.reply(err)
+		}
+		s.delivery, s.deliveryProfile = d, tx.profile.Name
+	}
+	if err := s.delivery.Mail(s.ctx, tx.from, tx.size, tx.utf8); err != nil {
+		return s.reply(err)
+	}
+	tx.begun = true
+	return nil
+}
+
+// Data implements smtp.Session. Every error it returns is an
+// *smtp.SMTPError: go-smtp turns anything else into a permanent 554.
+func (s *session) Data(r io.Reader) error {
+	tx := s.tx
+	if tx == nil || len(tx.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
+	}
+	start := s.srv.opts.Now()
+	in := &readErrRecorder{r: r}
+	body := newCRLFReader(in)
+	msg := io.MultiReader(strings.NewReader(s.received(tx, start)), body)
+	counted := &countingReader{r: msg}
+	log := s.logger.With("id", tx.id, "profile", tx.profile.Name, "from", tx.from, "rcpts", len(tx.rcpts))
+
+	if err := s.begin(); err != nil {
+		return err
+	}
+	reply, err := s.delivery.Data(s.ctx, counted)
+	tx.begun = false
+	if in.err != nil && !errors.Is(in.err, io.EOF) {
+		// The client's side failed: too big, cut off or timed out. The
+		// upstream never got the end of the message.
+		log.Info("message not received", "size", counted.n, "error", in.err)
+		return clientDataError(in.err)
+	}
+	if body.Normalized > 0 {
+		log.Info("line endings normalised to CRLF", "count", body.Normalized)
+	}
+	if err != nil {
+		r := s.reply(err)
+		log.Warn("delivery failed", "size", counted.n, "reply", replyString(r), "error", err.Error(), "duration", time.Since(start).Round(time.Millisecond))
+		return r
+	}
+	log.Info("delivered", "size", counted.n, "reply", reply, "duration", time.Since(start).Round(time.Millisecond))
+	code, text := smtp.EnhancedCode{2, 0, 0}, reply
+	if ec, rest, ok := splitEnhancedCode(reply); ok && ec[0] == 2 {
+		code, text = ec, rest
+	}
+	// go-smtp writes the code and text of a returned *smtp.SMTPError, so a
+	// 250 carries the upstream's own enhanced code and text.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: code, Message: fmt.Sprintf("%s id=%s", text, tx.id)}
+}
+
+// reply is the one place where failures become what the client is told.
+func (s *session) reply(err error) *smtp.SMTPError {
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		return ue.Reply()
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
+	}
+	if errors.Is(err, context.Canceled) {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+	}
+	s.logger.Error("local failure", "error", err.Error())
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
+}
+
+func clientDataError(err error) *smtp.SMTPError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se // go-smtp's 552 5.3.4 for a message past max_message_bytes
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message not received completely"}
+}
+
+func replyString(r *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+}
+
+// splitEnhancedCode parses "2.0.0 rest" (RFC 3463).
+func splitEnhancedCode(s string) (smtp.EnhancedCode, string, bool) {
+	first, rest, _ := strings.Cut(s, " ")
+	var a, b, c int
+	if n, err := fmt.Sscanf(first, "%d.%d.%d", &a, &b, &c); n != 3 || err != nil {
+		return smtp.EnhancedCode{}, s, false
+	}
+	return smtp.EnhancedCode{a, b, c}, rest, true
+}
+
+// Reset implements smtp.Session.
+func (s *session) Reset() {
+	if s.tx != nil && s.tx.begun && s.delivery != nil {
+		if err := s.delivery.Reset(s.ctx); err != nil {
+			s.delivery.Close()
+			s.delivery = nil
+		}
+	}
+	s.tx = nil
+}
+
+// Logout implements smtp.Session.
+func (s *session) Logout() error {
+	if s.delivery != nil {
+		s.delivery.Close()
+		s.delivery = nil
+	}
+	s.cancel()
+	return nil
+}
+
+// received is the trace header relay adds (RFC 5321 §4.4), with the
+// protocol keyword of RFC 3848.
+func (s *session) received(tx *transaction, now time.Time) string {
+	proto := "ESMTP"
+	if s.tls {
+		proto += "S"
+	}
+	if s.user != "" {
+		proto += "A"
+	}
+	helo := sanitizeHeader(s.helo)
+	if helo == "" {
+		helo = "unknown"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relay) with %s id %s", helo, s.remote, sanitizeHeader(tx.st.cfg.Server.Hostname), proto, tx.id)
+	if len(tx.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeHeader(tx.rcpts[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// sanitizeHeader keeps what may appear in a header field: printable ASCII
+// without the comment and separator characters of the Received grammar.
+func sanitizeHeader(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' || r == ';' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+// newID makes a message ID for logs and replies.
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// readErrRecorder remembers the error of the client's side of DATA.
+type readErrRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrRecorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil {
+		r.err = err
+	}
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

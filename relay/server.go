@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/spool"
 )
 
 // Options are a Server's settings beyond its configuration.
@@ -27,6 +28,9 @@ type Options struct {
 	Transports TransportFactory
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Spool holds messages of profiles with delivery = "queue". Without
+	// one, every profile is delivered directly.
+	Spool *spool.Spool
 }
 
 // Server is relay's SMTP listener for legacy applications.
@@ -35,6 +39,7 @@ type Server struct {
 	logger *slog.Logger
 	smtp   *smtp.Server
 	state  atomic.Pointer[state]
+	queue  *Queue // nil without a spool
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
@@ -66,6 +71,9 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
 		return nil, err
+	}
+	if opts.Spool != nil {
+		s.queue = newQueue(s, opts.Spool)
 	}
 
 	srv := smtp.NewServer(s)
@@ -107,6 +115,16 @@ func (s *Server) Apply(cfg *config.Config) error {
 	return nil
 }
 
+// Queue returns the delivery queue, or nil when the server has no spool.
+func (s *Server) Queue() *Queue { return s.queue }
+
+// RunQueue delivers queued mail until ctx ends (see Queue.Run).
+func (s *Server) RunQueue(ctx context.Context) {
+	if s.queue != nil {
+		s.queue.Run(ctx)
+	}
+}
+
 // Config returns the configuration in effect.
 func (s *Server) Config() *config.Config { return s.state.Load().cfg }
 
@@ -139,6 +157,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error {
 	s.cancel()
+	if s.queue != nil {
+		s.queue.Close()
+	}
 	err := s.smtp.Close()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
@@ -19,11 +20,18 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
 
 // startRelay runs a relay server for the configuration text on 127.0.0.1.
 func startRelay(t *testing.T, cfgText string) (string, *Server) {
+	t.Helper()
+	return startRelayWith(t, cfgText, nil)
+}
+
+// startRelayWith runs a relay server with a spool and its delivery queue.
+func startRelayWith(t *testing.T, cfgText string, sp *spool.Spool) (string, *Server) {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
 	if err != nil {
@@ -42,6 +50,7 @@ func startRelay(t *testing.T, cfgText string) (string, *Server) {
 			}
 			return SenderTransport(s), nil
 		},
+		Spool: sp,
 	})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
@@ -51,7 +60,14 @@ func startRelay(t *testing.T, cfgText string) (string, *Server) {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	queueDone := make(chan struct{})
+	go func() { srv.RunQueue(ctx); close(queueDone) }()
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-queueDone
+	})
 	return ln.Addr().String(), srv
 }
 

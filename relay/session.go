@@ -18,6 +18,7 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/sasllogin"
+	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -160,9 +161,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// direct reports whether the transaction waits for the upstream. The
-// durable queue is not there yet: queue behaves as direct.
-func (s *session) direct() bool { return true }
+// direct reports whether the transaction waits for the upstream
+// (delivery = "direct", or a server without a spool).
+func (s *session) direct() bool {
+	return s.tx.profile.Delivery == config.DeliveryDirect || s.srv.queue == nil
+}
 
 // begin opens the upstream connection, or reuses the last one, and sends
 // MAIL FROM.
@@ -200,6 +203,9 @@ func (s *session) Data(r io.Reader) error {
 	start := s.srv.opts.Now()
 	in := &readErrRecorder{r: r}
 	body := newCRLFReader(in)
+	if !s.direct() {
+		return s.enqueue(tx, in, body, start)
+	}
 	msg := io.MultiReader(strings.NewReader(s.received(tx, start)), body)
 	counted := &countingReader{r: msg}
 	log := s.logger.With("id", tx.id, "profile", tx.profile.Name, "from", tx.from, "rcpts", len(tx.rcpts))
@@ -233,6 +239,50 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: code, Message: fmt.Sprintf("%s id=%s", text, tx.id)}
 }
 
+// enqueue stores the message in the spool; the 250 is given only once it
+// and its envelope are on disk and fsynced.
+func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
+	sp := s.srv.queue.spool
+	w, err := sp.Create(s.ctx)
+	if err != nil {
+		return s.localTrouble("create a spool file", err)
+	}
+	tx.id = w.ID()
+	log := s.logger.With("id", tx.id, "profile", tx.profile.Name, "from", tx.from, "rcpts", len(tx.rcpts))
+	if _, err := io.WriteString(w, s.received(tx, start)); err != nil {
+		w.Abort()
+		return s.localTrouble("write the spool file", err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		w.Abort()
+		if in.err != nil && !errors.Is(in.err, io.EOF) {
+			log.Info("message not received", "error", in.err)
+			return clientDataError(in.err)
+		}
+		return s.localTrouble("write the spool file", err)
+	}
+	if body.Normalized > 0 {
+		log.Info("line endings normalised to CRLF", "count", body.Normalized)
+	}
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
+	for _, r := range tx.rcpts {
+		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
+	}
+	if _, err := w.Commit(s.ctx, env); err != nil {
+		return s.localTrouble("commit the message to the spool", err)
+	}
+	s.srv.queue.Enqueue(env)
+	log.Info("queued", "size", env.Size, "duration", time.Since(start).Round(time.Millisecond))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + tx.id}
+}
+
+// localTrouble logs a local failure with its cause and tells the client
+// to try again: never a 250 when the message is not safely stored.
+func (s *session) localTrouble(what string, err error) *smtp.SMTPError {
+	s.logger.Error("cannot "+what, "error", err.Error())
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error: cannot store the message, try again later"}
+}
+
 // reply is the one place where failures become what the client is told.
 func (s *session) reply(err error) *smtp.SMTPError {
 	var ue *upstream.Error
@@ -246,8 +296,7 @@ func (s *session) reply(err error) *smtp.SMTPError {
 	if errors.Is(err, context.Canceled) {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	}
-	s.logger.Error("local failure", "error", err.Error())
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
+	return s.localTrouble("deliver", err)
 }
 
 func clientDataError(err error) *smtp.SMTPError {

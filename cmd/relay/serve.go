@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/relay"
+	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -48,7 +49,13 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if *listen != "" {
 		cfg.Server.Listen = *listen
 	}
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger)})
+	sp, err := spool.Open(filepath.Join(cfg.Server.DataDir, "spool"), spool.Options{Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return exitFail
+	}
+	defer sp.Close()
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger), Spool: sp})
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
@@ -69,9 +76,25 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	qctx, stopQueue := context.WithCancel(context.Background())
+	defer stopQueue()
+	queueDone := make(chan struct{})
+	go func() { srv.RunQueue(qctx); close(queueDone) }()
+	// stopDelivery lets deliveries in progress finish within the grace,
+	// then cuts them; their messages stay queued for the next start.
+	stopDelivery := func(grace time.Duration) {
+		stopQueue()
+		select {
+		case <-queueDone:
+		case <-time.After(grace):
+			srv.Queue().Close()
+			<-queueDone
+		}
+	}
 	for {
 		select {
 		case err := <-served:
+			stopDelivery(time.Second)
 			if err != nil {
 				logger.Error("smtp listener failed", "error", err)
 				return exitFail
@@ -88,6 +111,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				logger.Warn("shutdown: connections closed after the grace period", "error", err)
 			}
 			<-served
+			stopDelivery(10 * time.Second)
 			logger.Info("relay stopped")
 			return exitOK
 		}

@@ -48,6 +48,10 @@ type UpstreamOptions struct {
 
 	// GreetingDelay holds back the greeting, for timeout tests.
 	GreetingDelay time.Duration
+
+	// Addr is the address to listen on; default 127.0.0.1:0. Set it to
+	// bring an upstream back on the port of one that was down.
+	Addr string
 }
 
 // Message is one message an upstream accepted.
@@ -101,7 +105,11 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 			tlsConfig.MinVersion = opts.MinTLS
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +129,18 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
 	return u
+}
+
+// FreeAddr returns a loopback address on which nothing listens, for an
+// upstream that is down (and may come up there later).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Close stops the upstream now: new connections are refused.

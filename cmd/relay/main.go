@@ -48,6 +48,7 @@ func commands() []command {
 		{"serve", "run the server (the default)", runServe},
 		{"check", "validate the configuration and list the profiles", runCheck},
 		{"test", "send a test email through a profile now", runTest},
+		{"queue", "list, retry or delete queued messages (list [-json] | retry ID|all | delete ID)", runQueue},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},
 	}

@@ -5,11 +5,28 @@ import (
 	"fmt"
 	"io"
 	netmail "net/mail"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-message/mail"
+
+	"github.com/relaymail/relay/config"
 )
+
+// DefaultFrom is the sender of a test email through p: the profile's
+// username when it is an address (Office 365 and Gmail accept mail only
+// from the mailbox that logs in), else relay@ this machine's name.
+func DefaultFrom(p *config.Profile) string {
+	if strings.Contains(p.Username, "@") {
+		return p.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "relay@" + host
+}
 
 // Composed is a message relay writes itself: a test email or a bounce.
 type Composed struct {

@@ -63,7 +63,6 @@ type Queue struct {
 	stopping bool
 	items    map[string]*item
 	profiles map[string]*profileQueue
-	stats    map[string]*ProfileStats
 	wake     chan struct{}
 	workers  sync.WaitGroup
 }
@@ -91,13 +90,6 @@ type profileQueue struct {
 	kick    chan struct{}
 }
 
-// ProfileStats is what the queue knows of a profile's recent deliveries.
-type ProfileStats struct {
-	LastDelivery time.Time
-	LastError    string
-	LastErrorAt  time.Time
-}
-
 func newQueue(srv *Server, sp *spool.Spool) *Queue {
 	q := &Queue{
 		srv:      srv,
@@ -106,7 +98,6 @@ func newQueue(srv *Server, sp *spool.Spool) *Queue {
 		now:      srv.opts.Now,
 		items:    make(map[string]*item),
 		profiles: make(map[string]*profileQueue),
-		stats:    make(map[string]*ProfileStats),
 		wake:     make(chan struct{}, 1),
 	}
 	q.abort, q.cancelAbort = context.WithCancel(context.Background())
@@ -443,25 +434,14 @@ func (q *Queue) logOutcome(env *spool.Envelope, res *upstream.Result, err error,
 			delivered++
 		}
 	}
-	q.mu.Lock()
-	st := q.stats[env.Profile]
-	if st == nil {
-		st = &ProfileStats{}
-		q.stats[env.Profile] = st
-	}
-	if delivered > 0 {
-		st.LastDelivery = q.now()
-	}
-	if err != nil {
-		st.LastError, st.LastErrorAt = err.Error(), q.now()
-	}
-	q.mu.Unlock()
+	q.srv.emit(Event{Kind: EventAttempt, ID: env.ID, Profile: env.Profile, Duration: q.now().Sub(start), Err: errString(err)})
 	if delivered > 0 {
 		reply := ""
 		if res != nil {
 			reply = res.Reply
 		}
 		q.logger.Info("delivered", append(attrs, "delivered", delivered, "reply", reply)...)
+		q.srv.emit(Event{Kind: EventDelivered, ID: env.ID, Profile: env.Profile})
 	}
 }
 
@@ -508,6 +488,7 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 	}
 	q.logger.Info("deferred", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "attempts", env.Attempts,
 		"next_attempt", env.NextAttempt.Format(time.RFC3339), "error", env.LastError)
+	q.srv.emit(Event{Kind: EventDeferred, ID: env.ID, Profile: env.Profile, Err: env.LastError})
 	q.release(it, env.NextAttempt)
 }
 
@@ -538,18 +519,19 @@ func (q *Queue) forget(it *item) {
 	q.spool.Release(it.id)
 }
 
-// Stats returns what the queue knows of a profile's deliveries.
-func (q *Queue) Stats(profile string) ProfileStats {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if st := q.stats[profile]; st != nil {
-		return *st
-	}
-	return ProfileStats{}
-}
+// Stats returns what the server knows of a profile's deliveries (see
+// Server.Stats).
+func (q *Queue) Stats(profile string) ProfileStats { return q.srv.Stats(profile) }
 
 // List returns every queued message, oldest first.
 func (q *Queue) List() ([]*spool.Envelope, error) { return q.spool.List() }
+
+// Len counts the queued messages of every profile.
+func (q *Queue) Len() int { return q.spool.Len() }
+
+// Oldest returns when the oldest queued message arrived, or the zero time
+// when the queue is empty.
+func (q *Queue) Oldest() time.Time { return q.spool.Oldest() }
 
 // Depth counts the queued messages of a profile.
 func (q *Queue) Depth(profile string) int {

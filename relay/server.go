@@ -31,6 +31,10 @@ type Options struct {
 	// Spool holds messages of profiles with delivery = "queue". Without
 	// one, every profile is delivered directly.
 	Spool *spool.Spool
+	// Events, if set, is called with every message event (see Event), for
+	// metrics. It is called synchronously from the message path and must
+	// not block.
+	Events func(Event)
 }
 
 // Server is relay's SMTP listener for legacy applications.
@@ -40,6 +44,7 @@ type Server struct {
 	smtp   *smtp.Server
 	state  atomic.Pointer[state]
 	queue  *Queue // nil without a spool
+	stats  stats
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc

@@ -33,6 +33,12 @@ func startRelay(t *testing.T, cfgText string) (string, *Server) {
 // startRelayWith runs a relay server with a spool and its delivery queue.
 func startRelayWith(t *testing.T, cfgText string, sp *spool.Spool) (string, *Server) {
 	t.Helper()
+	return startRelayEvents(t, cfgText, sp, nil)
+}
+
+// startRelayEvents runs a relay server whose message events go to events.
+func startRelayEvents(t *testing.T, cfgText string, sp *spool.Spool, events func(Event)) (string, *Server) {
+	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -50,7 +56,8 @@ func startRelayWith(t *testing.T, cfgText string, sp *spool.Spool) (string, *Ser
 			}
 			return SenderTransport(s), nil
 		},
-		Spool: sp,
+		Spool:  sp,
+		Events: events,
 	})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)

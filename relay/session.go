@@ -213,6 +213,7 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
+	sent := s.srv.opts.Now()
 	reply, err := s.delivery.Data(s.ctx, counted)
 	tx.begun = false
 	if in.err != nil && !errors.Is(in.err, io.EOF) {
@@ -224,12 +225,22 @@ func (s *session) Data(r io.Reader) error {
 	if body.Normalized > 0 {
 		log.Info("line endings normalised to CRLF", "count", body.Normalized)
 	}
+	ev := Event{ID: tx.id, Profile: tx.profile.Name}
+	s.srv.emit(Event{Kind: EventReceived, ID: tx.id, Profile: tx.profile.Name})
+	s.srv.emit(Event{Kind: EventAttempt, ID: tx.id, Profile: tx.profile.Name, Duration: s.srv.opts.Now().Sub(sent), Err: errString(err)})
 	if err != nil {
 		r := s.reply(err)
 		log.Warn("delivery failed", "size", counted.n, "reply", replyString(r), "error", err.Error(), "duration", time.Since(start).Round(time.Millisecond))
+		ev.Kind, ev.Err = EventDeferred, err.Error()
+		if r.Code/100 == 5 {
+			ev.Kind = EventBounced
+		}
+		s.srv.emit(ev)
 		return r
 	}
 	log.Info("delivered", "size", counted.n, "reply", reply, "duration", time.Since(start).Round(time.Millisecond))
+	ev.Kind = EventDelivered
+	s.srv.emit(ev)
 	code, text := smtp.EnhancedCode{2, 0, 0}, reply
 	if ec, rest, ok := splitEnhancedCode(reply); ok && ec[0] == 2 {
 		code, text = ec, rest
@@ -271,6 +282,8 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	if _, err := w.Commit(s.ctx, env); err != nil {
 		return s.localTrouble("commit the message to the spool", err)
 	}
+	// Received comes before the queue may deliver it.
+	s.srv.emit(Event{Kind: EventReceived, ID: tx.id, Profile: tx.profile.Name})
 	s.srv.queue.Enqueue(env)
 	log.Info("queued", "size", env.Size, "duration", time.Since(start).Round(time.Millisecond))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + tx.id}

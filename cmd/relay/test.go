@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/relaymail/relay/config"
@@ -44,7 +43,7 @@ func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	if *from == "" {
-		*from = defaultFrom(p)
+		*from = relay.DefaultFrom(p)
 	}
 	host, _ := os.Hostname()
 	body := fmt.Sprintf("This is a test email sent by relay on %s through the profile %q (%s).\n", host, p.Name, p.Upstream())
@@ -95,17 +94,4 @@ func sendNow(ctx context.Context, p *config.Profile, logger *slog.Logger, verbos
 	}
 	defer d.Close()
 	return d.Send(ctx, &upstream.Message{From: msg.From, To: []string{msg.To}, Body: bytes.NewReader(msg.Data), Size: int64(len(msg.Data))})
-}
-
-// defaultFrom is the profile's username when it is an address, else
-// relay@ this host.
-func defaultFrom(p *config.Profile) string {
-	if strings.Contains(p.Username, "@") {
-		return p.Username
-	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
-	}
-	return "relay@" + host
 }

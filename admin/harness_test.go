@@ -175,13 +175,10 @@ func testTransports(tokens Tokens) relay.TransportFactory {
 		if p.Kind == config.KindMaildir {
 			return relay.NewMaildir(p.Path)
 		}
-		opts := upstream.Options{}
 		if p.IsOAuth2() {
-			if err := oauth2Options(tokens, p, &opts); err != nil {
-				return nil, err
-			}
+			return oauthTransport(tokens, p)
 		}
-		s, err := upstream.New(p, opts)
+		s, err := upstream.New(p, upstream.Options{})
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,77 @@
+package admin
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/relaymail/relay/internal/testpeer"
+)
+
+// everyAnswer fetches every page and API answer of h, GET and POST, and
+// returns them by name.
+func everyAnswer(t *testing.T, h *harness, profiles []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	get := func(path string) {
+		resp, body := h.get(path)
+		out["GET "+path] = resp.Header.Get("Set-Cookie") + "\n" + body
+	}
+	for _, p := range []string{"/", "/queue", "/api/profiles", "/api/tokens", "/api/queue", "/metrics", "/healthz", "/oauth2/callback?state=x&code=y", "/nosuch", "/api/nosuch"} {
+		get(p)
+	}
+	for _, name := range profiles {
+		for _, p := range []string{"/profiles/" + name + "/token", "/profiles/" + name + "/test", "/api/profiles/" + name, "/api/tokens/" + name} {
+			get(p)
+		}
+		resp, body := h.postForm("/profiles/"+name+"/test", "/profiles/"+name+"/test", url.Values{"from": {"alarms@plant.example.com"}, "to": {"ops@example.com"}, "subject": {"s"}, "body": {"b"}})
+		out["POST test "+name] = resp.Status + body
+		resp, body = h.postJSON("/api/profiles/"+name+"/test", `{"to":"ops@example.com"}`)
+		out["POST /api test "+name] = resp.Status + body
+		resp, body = h.postJSON("/api/tokens/"+name+"/refresh", `{}`)
+		out["POST /api refresh "+name] = resp.Status + body
+	}
+	return out
+}
+
+func assertNoSecrets(t *testing.T, answers map[string]string, secrets ...string) {
+	t.Helper()
+	for name, body := range answers {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(body, s) {
+				t.Errorf("%s shows the secret %q:\n%s", name, s, body)
+			}
+		}
+	}
+}
+
+// TestNoSecretOnAnyPage renders every page and API answer, with a profile
+// whose upstream login failed and one that works, and searches them for the
+// upstream password and the admin password and its hash.
+func TestNoSecretOnAnyPage(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(adminPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The upstream knows another password: every login fails, and its
+	// error shows on the pages.
+	h := startHarness(t, harnessOptions{
+		passwordHash: string(hash),
+		upstream:     testpeer.UpstreamOptions{Users: map[string]string{"alarms@plant.example.com": "another"}},
+	})
+	h.password = adminPassword
+	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: x\n\nx")
+	waitFor(t, "a failed login", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
+	answers := everyAnswer(t, h, []string{"mailhost", "local"})
+	if !strings.Contains(answers["GET /"], "AUTH") {
+		t.Errorf("the index does not show the login failure:\n%s", answers["GET /"])
+	}
+	if resp, _ := h.get("/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %s", resp.Status)
+	}
+	assertNoSecrets(t, answers, upstreamPassword, adminPassword, string(hash))
+}

@@ -1,0 +1,125 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/relaymail/relay/config"
+)
+
+// oauthProfiles are two OAuth2 profiles, one per flow, for extra TOML.
+func oauthProfiles(authURL, tokenURL, clientID, secret, upstreamHost, upstreamPort, caFile string) string {
+	return `
+[[oauth2_clients]]
+name = "entra"
+client_id = "` + clientID + `"
+client_secret = "` + secret + `"
+auth_url = "` + authURL + `"
+token_url = "` + tokenURL + `"
+
+[[profiles]]
+name = "o365"
+hostname = "` + upstreamHost + `"
+port = ` + upstreamPort + `
+use_starttls = true
+tls_ca_file = "` + caFile + `"
+username = "alarms@example.com"
+oauth2_client = "entra"
+scope = "mail"
+access_token_timeout = "10s"
+
+[[profiles]]
+name = "gmail"
+hostname = "` + upstreamHost + `"
+port = ` + upstreamPort + `
+use_starttls = true
+tls_ca_file = "` + caFile + `"
+username = "reports@example.com"
+oauth2_client = "entra"
+interactive = true
+scope = "mail offline_access"
+access_token_timeout = "10s"
+`
+}
+
+// TestTokenPageButtons checks the seed's rules: Grant New Token only for
+// interactive profiles; Refresh Token for non-interactive ones, and for
+// interactive ones only with a refresh token. The server enforces the same
+// rules for the POSTs and the API.
+func TestTokenPageButtons(t *testing.T) {
+	fake := &fakeTokens{authURL: "http://127.0.0.1:9/authorize"}
+	h := startHarness(t, harnessOptions{
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", "/dev/null"),
+		tokens: func(*testing.T, *config.Config) Tokens { return fake },
+	})
+	cases := []struct {
+		interactive, refresh bool
+		grant, refreshBtn    bool
+	}{
+		{false, false, false, true},
+		{false, true, false, true},
+		{true, false, true, false},
+		{true, true, true, true},
+	}
+	for _, c := range cases {
+		profile := "o365"
+		if c.interactive {
+			profile = "gmail"
+		}
+		fake.mu.Lock()
+		fake.statuses = []TokenStatus{{Profile: profile, Interactive: c.interactive, HasRefreshToken: c.refresh, State: StateAbsent}}
+		fake.mu.Unlock()
+		page := h.getOK("/profiles/" + profile + "/token")
+		if got := strings.Contains(page, ">Grant New Token<"); got != c.grant {
+			t.Errorf("interactive %v, refresh token %v: Grant New Token shown %v; want %v", c.interactive, c.refresh, got, c.grant)
+		}
+		if got := strings.Contains(page, ">Refresh Token<"); got != c.refreshBtn {
+			t.Errorf("interactive %v, refresh token %v: Refresh Token shown %v; want %v", c.interactive, c.refresh, got, c.refreshBtn)
+		}
+		resp, _ := h.postForm("/profiles/"+profile+"/token", "/profiles/"+profile+"/token/refresh", nil)
+		if wantOK := c.refreshBtn; (resp.StatusCode == http.StatusSeeOther) != wantOK {
+			t.Errorf("interactive %v, refresh token %v: POST refresh = %s; want 303: %v", c.interactive, c.refresh, resp.Status, wantOK)
+		}
+		resp, _ = h.postForm("/profiles/"+profile+"/token", "/profiles/"+profile+"/token/grant", nil)
+		if c.grant {
+			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, fake.authURL) {
+				t.Errorf("POST grant = %s → %q; want 303 to the authorization URL", resp.Status, loc)
+			}
+		} else if resp.StatusCode != http.StatusConflict {
+			t.Errorf("POST grant for a non-interactive profile = %s; want 409", resp.Status)
+		}
+		resp, body := h.postJSON("/api/tokens/"+profile+"/grant", `{}`)
+		if c.grant {
+			var g GrantStart
+			if err := json.Unmarshal([]byte(body), &g); err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(g.AuthURL, fake.authURL) {
+				t.Errorf("POST /api/tokens/%s/grant = %s %s; want the authorization URL", profile, resp.Status, body)
+			}
+		} else if resp.StatusCode != http.StatusConflict {
+			t.Errorf("POST /api/tokens/%s/grant = %s; want 409", profile, resp.Status)
+		}
+	}
+	// The refresh redirect lands on the page with the valid token.
+	if page := h.getOK("/profiles/gmail/token?done=refreshed"); !strings.Contains(page, `id="token-state">valid<`) || !strings.Contains(page, "A new access token arrived.") {
+		t.Errorf("token page after refresh:\n%s", page)
+	}
+	// A failed refresh shows the authorization server's own error text.
+	fake.refresh = errors.New(`oauth2 token for profile "gmail": invalid_grant: Token has been expired or revoked.`)
+	resp, body := h.postForm("/profiles/gmail/token", "/profiles/gmail/token/refresh", nil)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "invalid_grant: Token has been expired or revoked.") {
+		t.Errorf("failed refresh = %s; want 502 with the server's error:\n%s", resp.Status, body)
+	}
+	// The password and maildir profiles have no token page.
+	for _, p := range []string{"mailhost", "local", "nosuch"} {
+		if resp, _ := h.get("/profiles/" + p + "/token"); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET /profiles/%s/token = %s; want 404", p, resp.Status)
+		}
+	}
+	// Forms carry tokens here too.
+	if resp, _ := h.do(http.MethodPost, "/profiles/gmail/token/grant", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, strings.NewReader(url.Values{}.Encode())); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST grant without a CSRF token = %s; want 403", resp.Status)
+	}
+}

@@ -297,6 +297,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	defer q.workers.Done()
 	var d Delivery
+	uses := 0 // messages d has carried
 	defer func() {
 		if d != nil {
 			d.Close()
@@ -310,22 +311,40 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 			}
 			continue
 		}
-		if d != nil && !d.Usable() {
+		for {
+			if d != nil && !d.Usable() {
+				d.Close()
+				d = nil
+			}
+			if d == nil {
+				var err error
+				if d, err = q.open(pq.name); err != nil {
+					// The upstream, its login or the token is the trouble,
+					// not this message: defer every ready message of the
+					// profile.
+					q.deferProfile(pq, it, err)
+					d = nil
+					break
+				}
+				uses = 0
+			}
+			uses++
+			if !q.deliver(d, it, uses > 1) {
+				break
+			}
+			// The kept connection had died while idle (the server closed
+			// it): send again on a new one, without counting an attempt.
 			d.Close()
 			d = nil
 		}
-		if d == nil {
-			var err error
-			if d, err = q.open(pq.name); err != nil {
-				// The upstream, its login or the token is the trouble, not
-				// this message: defer every ready message of the profile.
-				q.deferProfile(pq, it, err)
-				d = nil
-				continue
-			}
-		}
-		q.deliver(d, it)
 	}
+}
+
+// stale reports whether err means that a kept connection died while idle:
+// no reply at all to the first command of a transaction.
+func stale(err error) bool {
+	var ue *upstream.Error
+	return errors.As(err, &ue) && ue.Code == 0 && (ue.Step == upstream.StepMail || ue.Step == upstream.StepReset)
 }
 
 func (q *Queue) open(profile string) (Delivery, error) {
@@ -365,12 +384,14 @@ func (q *Queue) deferProfile(pq *profileQueue, it *item, err error) {
 	}
 }
 
-// deliver sends one message over d and records the outcome.
-func (q *Queue) deliver(d Delivery, it *item) {
+// deliver sends one message over d and records the outcome. On a reused
+// connection that turns out dead it records nothing and returns true: send
+// again on a new connection.
+func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 	env, err := q.spool.Envelope(it.id)
 	if err != nil {
 		q.forget(it)
-		return
+		return false
 	}
 	var pending []int
 	var to []string
@@ -382,12 +403,12 @@ func (q *Queue) deliver(d Delivery, it *item) {
 	}
 	if len(pending) == 0 {
 		q.finish(env, it, nil, nil)
-		return
+		return false
 	}
 	body, err := q.spool.Open(it.id)
 	if err != nil {
 		q.finish(env, it, fmt.Errorf("open queued message: %w", err), nil)
-		return
+		return false
 	}
 	start := q.now()
 	res, err := d.Send(q.abort, &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size})
@@ -396,7 +417,10 @@ func (q *Queue) deliver(d Delivery, it *item) {
 		// Shut down mid-delivery: the message stays queued as it was and
 		// goes out again after the restart (at least once, never lost).
 		q.release(it, time.Time{})
-		return
+		return false
+	}
+	if reused && stale(err) {
+		return true
 	}
 	env.Attempts++
 	var newlyFailed []spool.Recipient
@@ -431,6 +455,7 @@ func (q *Queue) deliver(d Delivery, it *item) {
 	}
 	q.logOutcome(env, res, err, pending, start)
 	q.finish(env, it, err, newlyFailed)
+	return false
 }
 
 // logOutcome writes one line per message event, Postfix-style.

@@ -371,3 +371,18 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("Backoff(3) with 1.5 s = %v; want 6 s", got)
 	}
 }
+
+// TestQueueKeptConnectionDiedWhileIdle: when the upstream closed a kept
+// connection, the next message goes out on a new one at once instead of
+// waiting for a retry.
+func TestQueueKeptConnectionDiedWhileIdle(t *testing.T) {
+	u1 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	sp := openSpool(t, t.TempDir())
+	addr, _ := startRelayWith(t, queueConfig(t, u1.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), sp)
+	sendOne(t, addr, "a@example.com", "b@example.com")
+	u1.WaitMessages(t, 1, 5*time.Second)
+	u1.Close() // drops the connection the queue keeps for the next message
+	u2 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Addr: u1.Addr})
+	sendOne(t, addr, "a@example.com", "c@example.com")
+	u2.WaitMessages(t, 1, 5*time.Second)
+}

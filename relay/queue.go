@@ -265,31 +265,35 @@ func (q *Queue) take(pq *profileQueue) *item {
 }
 
 // idleOrExit waits up to queueLinger for more work. It returns false when
-// the worker should end; the worker count is then already decremented.
+// the worker should end; the worker count is then already decremented. A
+// kick that another worker answered first does not end the wait.
 func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bool {
-	q.mu.Lock()
-	if len(pq.ready) > 0 && !q.stopping {
+	deadline := time.Now().Add(queueLinger)
+	for {
+		q.mu.Lock()
+		if len(pq.ready) > 0 && !q.stopping {
+			q.mu.Unlock()
+			return true
+		}
+		remaining := time.Until(deadline)
+		if !linger || q.stopping || remaining <= 0 || q.abort.Err() != nil {
+			pq.workers--
+			q.mu.Unlock()
+			return false
+		}
+		pq.idle++
 		q.mu.Unlock()
-		return true
-	}
-	if !linger || q.stopping {
-		pq.workers--
+		t := time.NewTimer(remaining)
+		select {
+		case <-kick:
+		case <-t.C:
+		case <-q.abort.Done():
+		}
+		t.Stop()
+		q.mu.Lock()
+		pq.idle--
 		q.mu.Unlock()
-		return false
 	}
-	pq.idle++
-	q.mu.Unlock()
-	t := time.NewTimer(queueLinger)
-	defer t.Stop()
-	select {
-	case <-kick:
-	case <-t.C:
-	case <-q.abort.Done():
-	}
-	q.mu.Lock()
-	pq.idle--
-	q.mu.Unlock()
-	return q.idleOrExit(pq, kick, false)
 }
 
 // worker delivers its profile's ready messages over one connection at a

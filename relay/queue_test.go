@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -307,7 +308,13 @@ max_backoff = "1h"`), sp)
 		env, err := sp.Envelope(id)
 		return err == nil && env.Attempts == 1
 	})
-	if err := srv.Queue().Delete(id); err != nil {
+	// The worker may still hold the message for a moment after the attempt.
+	var err error
+	waitFor(t, "Delete to succeed", 5*time.Second, func() bool {
+		err = srv.Queue().Delete(id)
+		return !errors.Is(err, ErrInDelivery)
+	})
+	if err != nil {
 		t.Fatalf("Delete(%s) = %v", id, err)
 	}
 	if sp.Len() != 0 {

@@ -689,3 +689,56 @@ func TestCallbackErrors(t *testing.T) {
 		t.Errorf("Status after a declined consent = %+v; want invalid with access_denied", st)
 	}
 }
+
+func TestReservedParametersAreNotOverridden(t *testing.T) {
+	e := newEnv(t, testpeer.AuthOptions{})
+	m := e.manager(e.config(prof{Name: "o365", CCParams: map[string]string{"grant_type": "password", "scope": "other", "resource": "r"}}))
+	token(t, m.Source("o365"))
+	f := e.as.TokenRequestForms()[0]
+	if f.Get("grant_type") != "client_credentials" || f.Get("scope") != "mail" || f.Get("resource") != "r" {
+		t.Errorf("form = %v; want the flow's grant_type and scope, and the extra resource", f)
+	}
+	logs := e.logs.String()
+	for _, k := range []string{"client_credentials_token_params.grant_type", "client_credentials_token_params.scope"} {
+		if !strings.Contains(logs, k) {
+			t.Errorf("no warning about %s", k)
+		}
+	}
+}
+
+func TestBackgroundRefreshAhead(t *testing.T) {
+	e := newEnv(t, testpeer.AuthOptions{AccessTokenLifespan: 2 * time.Second})
+	cfg := e.config(prof{Name: "gmail", Interactive: true, RefreshBefore: "1s"})
+	m := e.manager(cfg)
+	e.grant(m, "gmail")
+	m.Close()
+
+	// Without RefreshAhead (`relay token status`) a Manager sends nothing,
+	// even once the token is due.
+	time.Sleep(2500 * time.Millisecond)
+	m2 := e.manager(cfg)
+	if st := m2.Source("gmail").Status(); st.State != oauth.StateExpired || !st.HasRefreshToken {
+		t.Errorf("Status = %+v; want expired with a refresh token", st)
+	}
+	m2.Close()
+	if n := e.as.TokenRequests("refresh_token"); n != 0 {
+		t.Errorf("a Manager without RefreshAhead sent %d refresh requests", n)
+	}
+
+	// With it, the server renews without any caller.
+	e.ahead = true
+	m3 := e.manager(cfg)
+	s := m3.Source("gmail")
+	for i := 0; i < 50 && e.as.TokenRequests("refresh_token") < 2; i++ {
+		select {
+		case <-s.Changed():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if n := e.as.TokenRequests("refresh_token"); n < 2 {
+		t.Errorf("background refreshes = %d; want the expired token renewed, then renewed again ahead of expiry", n)
+	}
+	if st := s.Status(); st.Requests == 0 || st.Failures != 0 {
+		t.Errorf("Status = %+v", st)
+	}
+}

@@ -109,7 +109,8 @@ func (e *XOAUTH2Error) Error() string {
 }
 
 // TokenRefused reports whether the error says the token itself was not
-// accepted (status 401), so that a new token may succeed.
+// accepted (status 401, or a challenge without a readable status), so
+// that a new token may succeed; 400 means a malformed request instead.
 func (e *XOAUTH2Error) TokenRefused() bool { return e.Status == "401" || e.Status == "" }
 
 // maxChallenge bounds what ParseXOAUTH2Error reads; real ones are under

@@ -532,7 +532,7 @@ func TestFailFast(t *testing.T) {
 	}
 }
 
-func TestDefaultAccessTokenExpirationAndRefreshAhead(t *testing.T) {
+func TestRefreshAheadKeepsServingTheOldToken(t *testing.T) {
 	// The server's tokens live an hour; the profile renews five minutes
 	// ahead. Inside the window a caller gets the old, valid token at once
 	// while the renewal runs.

@@ -256,31 +256,35 @@ func (q *Queue) take(pq *profileQueue) *item {
 }
 
 // idleOrExit waits up to queueLinger for more work. It returns false when
-// the worker should end; the worker count is then already decremented.
+// the worker should end; the worker count is then already decremented. A
+// kick that another worker answered first does not end the wait.
 func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bool {
-	q.mu.Lock()
-	if len(pq.ready) > 0 && !q.stopping {
+	deadline := time.Now().Add(queueLinger)
+	for {
+		q.mu.Lock()
+		if len(pq.ready) > 0 && !q.stopping {
+			q.mu.Unlock()
+			return true
+		}
+		remaining := time.Until(deadline)
+		if !linger || q.stopping || remaining <= 0 || q.abort.Err() != nil {
+			pq.workers--
+			q.mu.Unlock()
+			return false
+		}
+		pq.idle++
 		q.mu.Unlock()
-		return true
-	}
-	if !linger || q.stopping {
-		pq.workers--
+		t := time.NewTimer(remaining)
+		select {
+		case <-kick:
+		case <-t.C:
+		case <-q.abort.Done():
+		}
+		t.Stop()
+		q.mu.Lock()
+		pq.idle--
 		q.mu.Unlock()
-		return false
 	}
-	pq.idle++
-	q.mu.Unlock()
-	t := time.NewTimer(queueLinger)
-	defer t.Stop()
-	select {
-	case <-kick:
-	case <-t.C:
-	case <-q.abort.Done():
-	}
-	q.mu.Lock()
-	pq.idle--
-	q.mu.Unlock()
-	return q.idleOrExit(pq, kick, false)
 }
 
 // worker delivers its profile's ready messages over one connection at a
@@ -288,6 +292,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	defer q.workers.Done()
 	var d Delivery
+	uses := 0 // messages d has carried
 	defer func() {
 		if d != nil {
 			d.Close()
@@ -301,22 +306,40 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 			}
 			continue
 		}
-		if d != nil && !d.Usable() {
+		for {
+			if d != nil && !d.Usable() {
+				d.Close()
+				d = nil
+			}
+			if d == nil {
+				var err error
+				if d, err = q.open(pq.name); err != nil {
+					// The upstream, its login or the token is the trouble,
+					// not this message: defer every ready message of the
+					// profile.
+					q.deferProfile(pq, it, err)
+					d = nil
+					break
+				}
+				uses = 0
+			}
+			uses++
+			if !q.deliver(d, it, uses > 1) {
+				break
+			}
+			// The kept connection had died while idle (the server closed
+			// it): send again on a new one, without counting an attempt.
 			d.Close()
 			d = nil
 		}
-		if d == nil {
-			var err error
-			if d, err = q.open(pq.name); err != nil {
-				// The upstream, its login or the token is the trouble, not
-				// this message: defer every ready message of the profile.
-				q.deferProfile(pq, it, err)
-				d = nil
-				continue
-			}
-		}
-		q.deliver(d, it)
 	}
+}
+
+// stale reports whether err means that a kept connection died while idle:
+// no reply at all to the first command of a transaction.
+func stale(err error) bool {
+	var ue *upstream.Error
+	return errors.As(err, &ue) && ue.Code == 0 && (ue.Step == upstream.StepMail || ue.Step == upstream.StepReset)
 }
 
 func (q *Queue) open(profile string) (Delivery, error) {
@@ -356,12 +379,14 @@ func (q *Queue) deferProfile(pq *profileQueue, it *item, err error) {
 	}
 }
 
-// deliver sends one message over d and records the outcome.
-func (q *Queue) deliver(d Delivery, it *item) {
+// deliver sends one message over d and records the outcome. On a reused
+// connection that turns out dead it records nothing and returns true: send
+// again on a new connection.
+func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 	env, err := q.spool.Envelope(it.id)
 	if err != nil {
 		q.forget(it)
-		return
+		return false
 	}
 	var pending []int
 	var to []string
@@ -373,12 +398,12 @@ func (q *Queue) deliver(d Delivery, it *item) {
 	}
 	if len(pending) == 0 {
 		q.finish(env, it, nil, nil)
-		return
+		return false
 	}
 	body, err := q.spool.Open(it.id)
 	if err != nil {
 		q.finish(env, it, fmt.Errorf("open queued message: %w", err), nil)
-		return
+		return false
 	}
 	start := q.now()
 	res, err := d.Send(q.abort, &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size})
@@ -387,7 +412,10 @@ func (q *Queue) deliver(d Delivery, it *item) {
 		// Shut down mid-delivery: the message stays queued as it was and
 		// goes out again after the restart (at least once, never lost).
 		q.release(it, time.Time{})
-		return
+		return false
+	}
+	if reused && stale(err) {
+		return true
 	}
 	env.Attempts++
 	var newlyFailed []spool.Recipient
@@ -422,6 +450,7 @@ func (q *Queue) deliver(d Delivery, it *item) {
 	}
 	q.logOutcome(env, res, err, pending, start)
 	q.finish(env, it, err, newlyFailed)
+	return false
 }
 
 // logOutcome writes one line per message event, Postfix-style.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -307,7 +308,13 @@ max_backoff = "1h"`), sp)
 		env, err := sp.Envelope(id)
 		return err == nil && env.Attempts == 1
 	})
-	if err := srv.Queue().Delete(id); err != nil {
+	// The worker may still hold the message for a moment after the attempt.
+	var err error
+	waitFor(t, "Delete to succeed", 5*time.Second, func() bool {
+		err = srv.Queue().Delete(id)
+		return !errors.Is(err, ErrInDelivery)
+	})
+	if err != nil {
 		t.Fatalf("Delete(%s) = %v", id, err)
 	}
 	if sp.Len() != 0 {
@@ -370,4 +377,19 @@ func TestBackoff(t *testing.T) {
 	if got := (Schedule{Min: 1500 * time.Millisecond, Max: time.Hour}).Backoff(3, 1); got != 6*time.Second {
 		t.Errorf("Backoff(3) with 1.5 s = %v; want 6 s", got)
 	}
+}
+
+// TestQueueKeptConnectionDiedWhileIdle: when the upstream closed a kept
+// connection, the next message goes out on a new one at once instead of
+// waiting for a retry.
+func TestQueueKeptConnectionDiedWhileIdle(t *testing.T) {
+	u1 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	sp := openSpool(t, t.TempDir())
+	addr, _ := startRelayWith(t, queueConfig(t, u1.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), sp)
+	sendOne(t, addr, "a@example.com", "b@example.com")
+	u1.WaitMessages(t, 1, 5*time.Second)
+	u1.Close() // drops the connection the queue keeps for the next message
+	u2 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Addr: u1.Addr})
+	sendOne(t, addr, "a@example.com", "c@example.com")
+	u2.WaitMessages(t, 1, 5*time.Second)
 }

@@ -1,0 +1,750 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Token states, as Status.State reports them.
+const (
+	StateValid   = "valid"   // an access token that has not expired
+	StateExpired = "expired" // the access token expired; it is renewed without help
+	StateAbsent  = "absent"  // no access token yet; one is fetched without help
+	StateInvalid = "invalid" // needs action: a grant, or a configuration fix
+)
+
+// Status is the state of one OAuth2 profile's tokens, for `relay token
+// status`, the manage-token page and metrics. It holds no secret.
+type Status struct {
+	Profile     string
+	Interactive bool
+	State       string    // StateValid, StateExpired, StateAbsent or StateInvalid
+	Expiry      time.Time // of the access token; zero: never expires, or no token
+	// HasRefreshToken tells whether an interactive profile can renew its
+	// access token without a new grant.
+	HasRefreshToken bool
+	// LastError is the last failure: the authorization server's own error
+	// and description ("invalid_grant: Token has been expired or
+	// revoked."), or the network trouble. Cleared by a success.
+	LastError   string
+	LastErrorAt time.Time
+	LastRefresh time.Time // when the last access token arrived
+	// Token requests made to the authorization server, and those that
+	// failed, since the Manager started.
+	Requests, Failures int64
+}
+
+// retryInvalidAfter is how long a source in the "invalid" state refuses
+// to ask the token endpoint again on its own; Refresh, a grant or a
+// configuration change try at once.
+const retryInvalidAfter = 5 * time.Minute
+
+// Backoff after a temporary failure, so that waiting callers do not hammer
+// an endpoint that is down.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
+
+// TokenSource hands out one profile's access token. Its methods are safe
+// for concurrent use.
+type TokenSource struct {
+	m    *Manager
+	name string
+	log  *slog.Logger
+
+	// sem serializes requests to the token endpoint, refreshes and
+	// grants alike, so that a refresh token is used by one request at a
+	// time and a grant's tokens are not overwritten by a refresh that
+	// started before it.
+	sem chan struct{}
+	// saveMu serializes writes to the store; each write holds the state
+	// current when it took the lock.
+	saveMu sync.Mutex
+
+	mu       sync.Mutex
+	set      settings
+	ccConf   *clientcredentials.Config // client credentials and refresh requests
+	codeConf *oauth2.Config            // authorization URL and code exchange
+	gen      uint64                    // changes when settings change: results from before are dropped
+	tok      tokens
+	flight   *flight
+	changed  chan struct{} // closed and replaced at every change of state
+
+	lastErr     *TokenError
+	lastErrText string
+	lastErrAt   time.Time
+	needsAction bool
+	lastRefresh time.Time
+	backoff     time.Duration
+	nextAttempt time.Time // real time; no automatic request before it
+	requests    int64
+	failures    int64
+	timer       *time.Timer
+	closed      bool
+}
+
+type tokens struct {
+	access, typ, refresh string
+	expiry, obtained     time.Time
+}
+
+// flight is one request to the token endpoint, shared by every caller
+// that waits for it.
+type flight struct {
+	done chan struct{}
+	err  *TokenError // set before done closes
+}
+
+func newTokenSource(m *Manager, set settings) *TokenSource {
+	s := &TokenSource{
+		m:       m,
+		name:    set.profile,
+		log:     m.log.With("profile", set.profile),
+		sem:     make(chan struct{}, 1),
+		changed: make(chan struct{}),
+	}
+	s.setSettingsLocked(set)
+	return s
+}
+
+func (s *TokenSource) setSettingsLocked(set settings) {
+	s.set = set
+	s.ccConf = &clientcredentials.Config{
+		ClientID:     set.clientID,
+		ClientSecret: set.clientSecret,
+		TokenURL:     set.tokenURL,
+		AuthStyle:    oauth2.AuthStyleAutoDetect,
+	}
+	s.codeConf = &oauth2.Config{
+		ClientID:     set.clientID,
+		ClientSecret: set.clientSecret,
+		Endpoint:     oauth2.Endpoint{AuthURL: set.authURL, TokenURL: set.tokenURL, AuthStyle: oauth2.AuthStyleAutoDetect},
+		RedirectURL:  set.redirectURL,
+		Scopes:       set.scopes,
+	}
+}
+
+// load takes the persisted record, if it was issued for these settings.
+func (s *TokenSource) load() {
+	s.mu.Lock()
+	gen, fp := s.gen, s.set.fingerprint
+	s.mu.Unlock()
+	rec, err := s.m.store.Load(s.m.ctx, s.name)
+	if err != nil {
+		s.log.Error("oauth2: cannot load the persisted tokens; starting without them", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec == nil || gen != s.gen {
+		s.scheduleLocked()
+		return
+	}
+	s.lastErrText, s.lastErrAt = rec.LastError, rec.LastErrorAt
+	s.lastRefresh = rec.LastRefresh
+	if rec.Fingerprint != fp {
+		s.log.Warn("oauth2: persisted tokens were issued for other settings (flow, client, token URL or scope); not using them")
+		s.scheduleLocked()
+		return
+	}
+	s.tok = tokens{
+		access:   rec.AccessToken,
+		typ:      rec.TokenType,
+		refresh:  rec.RefreshToken,
+		expiry:   rec.Expiry,
+		obtained: rec.Obtained,
+	}
+	s.log.Info("oauth2: loaded persisted tokens", "access_token", rec.AccessToken != "", "expiry", expiryAttr(rec.Expiry), "refresh_token", rec.RefreshToken != "")
+	s.scheduleLocked()
+}
+
+// update takes changed settings from a configuration reload.
+func (s *TokenSource) update(set settings) {
+	s.mu.Lock()
+	if reflect.DeepEqual(s.set, set) {
+		s.mu.Unlock()
+		return
+	}
+	reissue := s.set.fingerprint != set.fingerprint
+	s.gen++
+	s.setSettingsLocked(set)
+	s.needsAction = false
+	s.backoff, s.nextAttempt = 0, time.Time{}
+	if reissue {
+		s.tok = tokens{}
+		s.lastErr, s.lastErrText, s.lastErrAt = nil, "", time.Time{}
+	}
+	s.broadcastLocked()
+	s.scheduleLocked()
+	s.mu.Unlock()
+	if reissue {
+		s.log.Info("oauth2: profile settings changed; tokens issued for the old settings are not used")
+		s.load()
+	} else {
+		s.log.Info("oauth2: profile settings changed")
+	}
+}
+
+func (s *TokenSource) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.broadcastLocked()
+}
+
+func (s *TokenSource) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Changed returns a channel that is closed at the next change of the
+// source's state: a token arrived, a request failed, a grant completed,
+// the settings changed. Pages and `relay token grant` wait on it.
+func (s *TokenSource) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Profile returns the profile's name.
+func (s *TokenSource) Profile() string { return s.name }
+
+func (s *TokenSource) validLocked(now time.Time) bool {
+	return s.tok.access != "" && (s.tok.expiry.IsZero() || now.Before(s.tok.expiry))
+}
+
+// refreshBeforeLocked is refresh_before_expiration, at most half of the
+// token's lifetime: a window as long as the lifetime would renew the token
+// at every call.
+func (s *TokenSource) refreshBeforeLocked() time.Duration {
+	rb := s.set.refreshBefore
+	if rb <= 0 {
+		return 0 // seed: <= 0 renews exactly at expiry
+	}
+	if !s.tok.obtained.IsZero() && !s.tok.expiry.IsZero() {
+		if half := s.tok.expiry.Sub(s.tok.obtained) / 2; rb > half {
+			rb = half
+		}
+	}
+	return rb
+}
+
+// inWindowLocked reports whether the access token is due for renewal.
+func (s *TokenSource) inWindowLocked(now time.Time) bool {
+	if s.tok.expiry.IsZero() {
+		return false
+	}
+	return !now.Before(s.tok.expiry.Add(-s.refreshBeforeLocked()))
+}
+
+// blockedLocked returns why no request may be made on the caller's behalf
+// now, or nil.
+func (s *TokenSource) blockedLocked(now time.Time) *TokenError {
+	if s.set.interactive && s.tok.refresh == "" {
+		if s.lastErr != nil && s.lastErr.NeedsAction {
+			return s.lastErr
+		}
+		return &TokenError{Profile: s.name, NeedsAction: true,
+			Description: "no refresh token: grant a new token (relay token grant " + s.name + ")"}
+	}
+	if s.needsAction && s.lastErr != nil && now.Before(s.lastErrAt.Add(retryInvalidAfter)) {
+		return s.lastErr
+	}
+	return nil
+}
+
+// startLocked starts a request unless one is in flight, or the backoff
+// after a temporary failure holds automatic ones back.
+func (s *TokenSource) startLocked(manual bool) *flight {
+	if s.flight != nil {
+		return s.flight
+	}
+	if s.closed || (!manual && time.Now().Before(s.nextAttempt)) {
+		return nil
+	}
+	f := &flight{done: make(chan struct{})}
+	s.flight = f
+	s.m.wg.Add(1)
+	go s.run(f, manual)
+	return f
+}
+
+// Token returns a valid access token. Without one it waits, at most
+// access_token_timeout, for the request in flight (one per profile however
+// many callers wait) or starts it; with access_token_timeout <= 0 it fails
+// at once. A token inside its refresh window is returned while the renewal
+// runs in the background. Errors are *TokenError: Temporary when waiting
+// longer may help, NeedsAction when a person must act.
+func (s *TokenSource) Token(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	timeout := s.set.timeout
+	s.mu.Unlock()
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return "", &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+		}
+		now := s.m.now()
+		if s.validLocked(now) {
+			tok := s.tok.access
+			if s.inWindowLocked(now) && s.blockedLocked(now) == nil {
+				s.startLocked(false) // refresh ahead; this caller does not wait
+			}
+			s.mu.Unlock()
+			return tok, nil
+		}
+		if err := s.blockedLocked(now); err != nil {
+			s.mu.Unlock()
+			return "", err
+		}
+		f := s.startLocked(false)
+		changed := s.changed
+		var wait time.Duration
+		if f == nil {
+			wait = time.Until(s.nextAttempt)
+		}
+		last := s.lastErr
+		s.mu.Unlock()
+
+		if timeout <= 0 {
+			return "", s.waitError(last, "no valid access token and access_token_timeout <= 0 (fail fast)")
+		}
+		var retry <-chan time.Time
+		var rt *time.Timer
+		if f == nil && wait > 0 {
+			rt = time.NewTimer(wait)
+			retry = rt.C
+		}
+		var err error
+		select {
+		case <-changed:
+		case <-retry:
+		case <-deadline:
+			err = s.waitError(s.lastError(), fmt.Sprintf("no valid access token within access_token_timeout (%v)", timeout))
+		case <-ctx.Done():
+			err = &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
+		}
+		if rt != nil {
+			rt.Stop()
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+func (s *TokenSource) lastError() *TokenError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
+}
+
+// waitError is the Temporary error of a caller that gave up waiting,
+// with the last failure as its cause.
+func (s *TokenSource) waitError(last *TokenError, msg string) *TokenError {
+	te := &TokenError{Profile: s.name, Temporary: true, Description: msg}
+	if last != nil {
+		te.Description += "; last error: " + last.Reason()
+		te.Err = last
+	} else {
+		te.Err = ErrNoToken
+	}
+	return te
+}
+
+// Invalidate drops the access token if it is still the current one: the
+// upstream refused it. The refresh token stays. The next Token call fetches
+// a new access token.
+func (s *TokenSource) Invalidate(token string) {
+	s.mu.Lock()
+	if token == "" || s.tok.access != token {
+		s.mu.Unlock()
+		return
+	}
+	s.tok.access, s.tok.typ = "", ""
+	s.tok.expiry, s.tok.obtained = time.Time{}, time.Time{}
+	s.log.Info("oauth2: access token refused upstream; dropped it", "refresh_token", s.tok.refresh != "")
+	s.broadcastLocked()
+	s.scheduleLocked()
+	s.mu.Unlock()
+	s.persist()
+}
+
+// Refresh obtains a new access token now, with client credentials or the
+// refresh token, whatever the current token's state, and waits for it (or
+// for the request already in flight). It is the manage-token page's
+// "Refresh Token" and `relay token refresh`.
+func (s *TokenSource) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+	}
+	if s.set.interactive && s.tok.refresh == "" {
+		err := s.blockedLocked(s.m.now())
+		s.mu.Unlock()
+		return err
+	}
+	f := s.startLocked(true)
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return f.err
+		}
+		return nil
+	case <-ctx.Done():
+		return &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
+	}
+}
+
+// Status reports the profile's token state.
+func (s *TokenSource) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.m.now()
+	st := Status{
+		Profile:         s.name,
+		Interactive:     s.set.interactive,
+		HasRefreshToken: s.tok.refresh != "",
+		LastError:       s.lastErrText,
+		LastErrorAt:     s.lastErrAt,
+		LastRefresh:     s.lastRefresh,
+		Requests:        s.requests,
+		Failures:        s.failures,
+	}
+	if s.tok.access != "" {
+		st.Expiry = s.tok.expiry
+	}
+	switch {
+	case s.needsAction:
+		st.State = StateInvalid
+	case s.validLocked(now):
+		st.State = StateValid
+	case s.set.interactive && s.tok.refresh == "":
+		st.State = StateInvalid
+	case s.tok.access != "":
+		st.State = StateExpired
+	default:
+		st.State = StateAbsent
+	}
+	return st
+}
+
+// run performs one request to the token endpoint for flight f.
+func (s *TokenSource) run(f *flight, manual bool) {
+	defer s.m.wg.Done()
+	ctx, cancel := context.WithTimeout(s.m.ctx, requestTimeout)
+	defer cancel()
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-ctx.Done():
+		s.finish(f, &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()})
+		return
+	}
+
+	s.mu.Lock()
+	now := s.m.now()
+	if !manual && s.validLocked(now) && !s.inWindowLocked(now) {
+		// A grant or a manual refresh landed while this waited.
+		s.mu.Unlock()
+		s.finish(f, nil)
+		return
+	}
+	set, gen, refresh := s.set, s.gen, s.tok.refresh
+	grant := set.grantType(refresh != "")
+	if grant == "authorization_code" {
+		err := s.blockedLocked(now)
+		s.mu.Unlock()
+		s.finish(f, err)
+		return
+	}
+	conf := s.ccConf
+	s.requests++
+	s.mu.Unlock()
+
+	// One Config per source keeps x/oauth2's memory of how the server
+	// wants the client authenticated; sem makes this its only user.
+	if grant == "refresh_token" {
+		conf.Scopes = nil // RFC 6749 §6: omitted scope means the scope granted
+		conf.EndpointParams = url.Values{}
+		for k, v := range set.refreshParams {
+			conf.EndpointParams[k] = v
+		}
+		// clientcredentials lets grant_type be overridden, which turns
+		// its request into RFC 6749 §6's refresh request.
+		conf.EndpointParams.Set("grant_type", "refresh_token")
+		conf.EndpointParams.Set("refresh_token", refresh)
+	} else {
+		conf.Scopes = set.scopes
+		conf.EndpointParams = set.ccParams
+	}
+	ot, err := conf.Token(s.m.withHTTP(ctx))
+	if err != nil {
+		s.failed(f, gen, grant, classify(s.name, err))
+		return
+	}
+	s.obtained(f, gen, grant, ot)
+}
+
+// obtained installs a new token: persisted first, so that a rotated refresh
+// token is on disk before anyone uses the tokens it came with.
+func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.Token) *TokenError {
+	now := s.m.now()
+	s.mu.Lock()
+	if gen != s.gen || s.closed {
+		s.mu.Unlock()
+		s.log.Info("oauth2: settings changed during the token request; result dropped", "grant_type", grant)
+		err := &TokenError{Profile: s.name, Temporary: true, Description: "profile settings changed during the token request"}
+		s.finish(f, err)
+		return err
+	}
+	t := tokens{
+		access:   ot.AccessToken,
+		typ:      ot.TokenType,
+		refresh:  ot.RefreshToken, // x/oauth2 keeps the old one when none came back
+		expiry:   expiryOf(ot, s.set.defaultExpiration, now),
+		obtained: now,
+	}
+	if grant == "client_credentials" {
+		t.refresh = "" // not used by this flow
+	}
+	rotated := s.tok.refresh != "" && t.refresh != s.tok.refresh
+	rec := s.recordLocked()
+	s.mu.Unlock()
+
+	rec.AccessToken, rec.TokenType, rec.RefreshToken = t.access, t.typ, t.refresh
+	rec.Expiry, rec.Obtained, rec.LastRefresh = t.expiry, t.obtained, now
+	rec.LastError, rec.LastErrorAt = "", time.Time{}
+	s.saveMu.Lock()
+	saveErr := s.m.store.Save(s.m.ctx, rec)
+	s.mu.Lock()
+	installed := gen == s.gen && !s.closed
+	if installed {
+		s.tok = t
+		s.lastRefresh = now
+		s.lastErr, s.lastErrText, s.lastErrAt = nil, "", time.Time{}
+		s.needsAction = false
+		s.backoff, s.nextAttempt = 0, time.Time{}
+	}
+	s.mu.Unlock()
+	s.saveMu.Unlock()
+
+	if saveErr != nil {
+		// The tokens work; only a restart would lose them.
+		s.log.Error("oauth2: cannot persist tokens", "grant_type", grant, "err", saveErr)
+	}
+	if !installed {
+		err := &TokenError{Profile: s.name, Temporary: true, Description: "profile settings changed during the token request"}
+		s.finish(f, err)
+		return err
+	}
+	s.log.Info("oauth2: access token obtained", "grant_type", grant, "expiry", expiryAttr(t.expiry),
+		"refresh_token", t.refresh != "", "refresh_token_rotated", rotated)
+	s.finish(f, nil)
+	if saveErr != nil {
+		return &TokenError{Profile: s.name, Description: "tokens obtained but not saved", Err: saveErr}
+	}
+	return nil
+}
+
+// failed records a failed request. Temporary failures back off and keep
+// every token; invalid_grant on a refresh drops the refresh token, which
+// the server has just declared dead.
+func (s *TokenSource) failed(f *flight, gen uint64, grant string, te *TokenError) {
+	now := s.m.now()
+	s.mu.Lock()
+	current := gen == s.gen && !s.closed
+	dropped := false
+	if current {
+		s.failures++
+		s.lastErr, s.lastErrText, s.lastErrAt = te, te.Reason(), now
+		if te.NeedsAction {
+			s.needsAction = true
+		}
+		if te.Temporary {
+			s.backoff = min(max(2*s.backoff, minBackoff), maxBackoff)
+			s.nextAttempt = time.Now().Add(s.backoff)
+		}
+		if grant == "refresh_token" && te.Code == "invalid_grant" && s.tok.refresh != "" {
+			s.tok.refresh = ""
+			dropped = true
+		}
+	}
+	s.mu.Unlock()
+	attrs := append([]any{"grant_type", grant}, te.logAttrs()...)
+	if te.NeedsAction {
+		s.log.Error("oauth2: token request refused", attrs...)
+	} else {
+		s.log.Warn("oauth2: token request failed", attrs...)
+	}
+	if dropped {
+		s.log.Warn("oauth2: refresh token dropped after invalid_grant; a new grant is needed", "grant_type", grant)
+	}
+	if current {
+		s.persist()
+	}
+	s.finish(f, te)
+}
+
+// finish ends flight f with err and wakes its waiters.
+func (s *TokenSource) finish(f *flight, err *TokenError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.err = err
+	if s.flight == f {
+		s.flight = nil
+	}
+	close(f.done)
+	s.broadcastLocked()
+	s.scheduleLocked()
+}
+
+// recordLocked is the source's state as a store record.
+func (s *TokenSource) recordLocked() *Record {
+	return &Record{
+		Profile:      s.name,
+		Fingerprint:  s.set.fingerprint,
+		AccessToken:  s.tok.access,
+		TokenType:    s.tok.typ,
+		Expiry:       s.tok.expiry,
+		Obtained:     s.tok.obtained,
+		RefreshToken: s.tok.refresh,
+		LastRefresh:  s.lastRefresh,
+		LastError:    s.lastErrText,
+		LastErrorAt:  s.lastErrAt,
+	}
+}
+
+// persist writes the current state to the store.
+func (s *TokenSource) persist() {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	rec := s.recordLocked()
+	s.mu.Unlock()
+	if err := s.m.store.Save(s.m.ctx, rec); err != nil {
+		s.log.Error("oauth2: cannot persist token state", "err", err)
+	}
+}
+
+// scheduleLocked arms the background renewal (Options.RefreshAhead) for
+// when the token enters its refresh window, or when the backoff ends.
+func (s *TokenSource) scheduleLocked() {
+	if !s.m.ahead || s.closed {
+		return
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if s.needsAction || s.tok.expiry.IsZero() && s.tok.access != "" {
+		return // a person must act, or the token never expires
+	}
+	var d time.Duration
+	switch {
+	case s.tok.access != "":
+		d = s.tok.expiry.Add(-s.refreshBeforeLocked()).Sub(s.m.now())
+	case s.set.interactive && s.tok.refresh != "":
+		d = 0 // dropped or expired access token: renew now
+	default:
+		return // fetched when a caller asks
+	}
+	if w := time.Until(s.nextAttempt); w > d {
+		d = w
+	}
+	// Never sooner than a second: a server that hands out tokens already
+	// due for renewal must not get a request loop.
+	s.timer = time.AfterFunc(max(d, minBackoff), s.onTimer)
+}
+
+func (s *TokenSource) onTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.flight != nil {
+		return // the flight reschedules when it ends
+	}
+	now := s.m.now()
+	due := s.tok.access == "" || s.inWindowLocked(now)
+	if !due || time.Now().Before(s.nextAttempt) || s.blockedLocked(now) != nil {
+		// Not yet (an injected clock runs at its own pace): look again
+		// later, never in a busy loop.
+		d := time.Second
+		if !s.tok.expiry.IsZero() {
+			d = max(d, s.tok.expiry.Add(-s.refreshBeforeLocked()).Sub(now))
+		}
+		if s.blockedLocked(now) == nil {
+			s.timer = time.AfterFunc(d, s.onTimer)
+		}
+		return
+	}
+	s.startLocked(false)
+}
+
+// expiryOf is when ot expires by the injected clock: now + expires_in, or
+// default_access_token_expiration when the server gave none (<= 0: never).
+func expiryOf(ot *oauth2.Token, def time.Duration, now time.Time) time.Time {
+	if d, ok := expiresIn(ot); ok {
+		return now.Add(d)
+	}
+	if def > 0 {
+		return now.Add(def)
+	}
+	return time.Time{}
+}
+
+// expiresIn reads the token response's expires_in (RFC 6749 §5.1). x/oauth2
+// turns it into an Expiry by the real clock; read the field itself so that
+// the injected clock decides.
+func expiresIn(ot *oauth2.Token) (time.Duration, bool) {
+	var secs int64
+	switch v := ot.Extra("expires_in").(type) {
+	case float64: // JSON
+		secs = int64(v)
+	case int64: // form-encoded, as x/oauth2 parses it
+		secs = v
+	case json.Number:
+		secs, _ = v.Int64()
+	case string:
+		secs, _ = strconv.ParseInt(v, 10, 64)
+	}
+	if secs <= 0 {
+		secs = ot.ExpiresIn
+	}
+	if secs > 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if !ot.Expiry.IsZero() {
+		return max(time.Until(ot.Expiry).Round(time.Second), 0), true
+	}
+	return 0, false
+}
+
+func expiryAttr(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
+
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
 	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
@@ -28,6 +31,7 @@ import (
 const (
 	upstreamPassword = "S3cret-Passw0rd-of-the-mailhost"
 	adminPassword    = "Adm1n-Passw0rd-for-the-pages"
+	clientSecret     = "Cl1ent-S3cret-of-entra"
 )
 
 // harness is a running relay server with its admin listener, a real
@@ -44,6 +48,7 @@ type harness struct {
 	Config  *config.Config
 	Client  *http.Client
 	Tokens  Tokens
+	DataDir string
 
 	password string // sent as basic auth when set
 }
@@ -53,9 +58,13 @@ type harnessOptions struct {
 	upstreamAddr string // instead of a running upstream: one that is down
 	passwordHash string // admin.password_hash
 	extra        string // more TOML, appended
-	// tokens makes the token manager for the configuration, once the
+	// tokens makes a token manager for the configuration, once the
 	// admin listener's address (and so the redirect URL) is known.
 	tokens func(t *testing.T, cfg *config.Config) Tokens
+	// auth adds the OAuth2 profiles "o365" (client credentials) and
+	// "gmail" (interactive) with a real oauth.Manager getting tokens from
+	// this authorization server; the upstream checks them with it.
+	auth *testpeer.AuthServer
 }
 
 func startHarness(t *testing.T, o harnessOptions) *harness {
@@ -70,6 +79,17 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		if uo.Users == nil {
 			uo.Users = map[string]string{"alarms@plant.example.com": upstreamPassword}
 		}
+		if as := o.auth; as != nil {
+			uo.ExtraAuth = map[string]func(func(string)) sasl.Server{oauth.XOAUTH2: func(setUser func(string)) sasl.Server {
+				return testpeer.NewAuthXOAUTH2Server(testpeer.AuthOffice365Style, func(user, token string) error {
+					if _, err := as.Validate(context.Background(), token); err != nil {
+						return err
+					}
+					setUser(user)
+					return nil
+				})
+			}}
+		}
 		up = testpeer.StartUpstream(t, uo)
 		upAddr = up.Addr
 	}
@@ -79,6 +99,10 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
+	extra := o.extra
+	if o.auth != nil {
+		extra += oauthProfiles(o.auth.AuthURL, o.auth.TokenURL, "relay-test", clientSecret, host, port, caFile)
+	}
 	text := fmt.Sprintf(`
 [server]
 data_dir = %q
@@ -107,15 +131,24 @@ smtp_timeout = "5s"
 name = "local"
 kind = "maildir"
 path = %q
-%s`, dataDir, adminLn.Addr().String(), o.passwordHash, host, port, caFile, upstreamPassword, filepath.Join(dataDir, "maildir"), o.extra)
+%s`, dataDir, adminLn.Addr().String(), o.passwordHash, host, port, caFile, upstreamPassword, filepath.Join(dataDir, "maildir"), extra)
 	cfg, err := config.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var tokens Tokens
-	if o.tokens != nil {
+	var manager *oauth.Manager
+	switch {
+	case o.tokens != nil:
 		tokens = o.tokens(t, cfg)
+	case o.auth != nil:
+		manager, err = oauth.NewManager(cfg, oauth.Options{DataDir: dataDir, Logger: logger})
+		if err != nil {
+			t.Fatalf("oauth.NewManager: %v", err)
+		}
+		t.Cleanup(func() { manager.Close() })
+		tokens = OAuthTokens(manager)
 	}
 	sp, err := spool.Open(filepath.Join(dataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {
@@ -126,7 +159,7 @@ path = %q
 		Logger:     logger,
 		Spool:      sp,
 		Events:     metrics.Observe,
-		Transports: testTransports(tokens),
+		Transports: testTransports(manager),
 	})
 	if err != nil {
 		t.Fatalf("relay.NewServer: %v", err)
@@ -163,20 +196,20 @@ path = %q
 	jar, _ := cookiejar.New(nil)
 	return &harness{
 		t: t, URL: "http://" + adminLn.Addr().String(), SMTP: smtpLn.Addr().String(),
-		Relay: rs, Admin: as, Up: up, Metrics: metrics, Config: cfg, Tokens: tokens,
+		Relay: rs, Admin: as, Up: up, Metrics: metrics, Config: cfg, Tokens: tokens, DataDir: dataDir,
 		Client: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 }
 
 // testTransports makes real upstream senders; OAuth2 profiles get their
-// tokens from tokens.
-func testTransports(tokens Tokens) relay.TransportFactory {
+// tokens from m.
+func testTransports(m *oauth.Manager) relay.TransportFactory {
 	return func(p *config.Profile) (relay.Transport, error) {
 		if p.Kind == config.KindMaildir {
 			return relay.NewMaildir(p.Path)
 		}
 		if p.IsOAuth2() {
-			return oauthTransport(tokens, p)
+			return oauthTransport(m, p)
 		}
 		s, err := upstream.New(p, upstream.Options{})
 		if err != nil {

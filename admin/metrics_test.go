@@ -87,3 +87,33 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Errorf("no Go runtime metrics")
 	}
 }
+
+// TestTokenMetrics: token requests, failures, state and seconds until
+// expiry by profile, read from the token manager at scrape time.
+func TestTokenMetrics(t *testing.T) {
+	h, as := startOAuth(t, testpeer.AuthOptions{})
+	if resp, body := h.postJSON("/api/tokens/o365/refresh", `{}`); resp.StatusCode != 200 {
+		t.Fatalf("refresh = %s %s", resp.Status, body)
+	}
+	as.SetTokenFailure(testpeer.AuthFailInvalid)
+	h.postJSON("/api/tokens/o365/refresh", `{}`)
+	m := h.scrape()
+	for k, want := range map[string]float64{
+		`relay_oauth2_token_requests_total{profile="o365"}`:         2,
+		`relay_oauth2_token_failures_total{profile="o365"}`:         1,
+		`relay_oauth2_token_state{profile="o365",state="invalid"}`:  1,
+		`relay_oauth2_token_state{profile="o365",state="valid"}`:    0,
+		`relay_oauth2_token_requests_total{profile="gmail"}`:        0,
+		`relay_oauth2_token_state{profile="gmail",state="invalid"}`: 1,
+	} {
+		if got, ok := m[k]; !ok || got != want {
+			t.Errorf("%s = %v (present %v); want %v", k, got, ok, want)
+		}
+	}
+	if exp := m[`relay_oauth2_token_expiry_seconds{profile="o365"}`]; exp < 3000 || exp > 3600 {
+		t.Errorf("o365 token expires in %v s; want about an hour", exp)
+	}
+	if _, ok := m[`relay_oauth2_token_expiry_seconds{profile="gmail"}`]; ok {
+		t.Errorf("gmail has no token but an expiry metric")
+	}
+}

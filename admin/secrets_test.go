@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/oauth"
 )
 
 // everyAnswer fetches every page and API answer of h, GET and POST, and
@@ -74,4 +77,35 @@ func TestNoSecretOnAnyPage(t *testing.T) {
 		t.Fatalf("GET / = %s", resp.Status)
 	}
 	assertNoSecrets(t, answers, upstreamPassword, adminPassword, string(hash))
+}
+
+// TestNoTokenOnAnyPage: with OAuth2 profiles holding access and refresh
+// tokens (a client credentials refresh and a full grant), no page or API
+// answer shows a token, the client secret or the upstream password.
+func TestNoTokenOnAnyPage(t *testing.T) {
+	h, as := startOAuth(t, testpeer.AuthOptions{})
+	if resp, body := h.postJSON("/api/tokens/o365/refresh", `{}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh o365 = %s %s", resp.Status, body)
+	}
+	resp, _ := h.postForm("/profiles/gmail/token", "/profiles/gmail/token/grant", nil)
+	if _, err := as.AuthConsent(context.Background(), h.browser(), resp.Header.Get("Location"), true); err != nil {
+		t.Fatal(err)
+	}
+	store := oauth.NewFileStore(filepath.Join(h.DataDir, "tokens"))
+	var secrets []string
+	for _, p := range []string{"o365", "gmail"} {
+		rec, err := store.Load(context.Background(), p)
+		if err != nil || rec == nil || rec.AccessToken == "" {
+			t.Fatalf("stored tokens of %s = %+v, %v; want an access token", p, rec, err)
+		}
+		secrets = append(secrets, rec.AccessToken, rec.RefreshToken)
+	}
+	if secrets[3] == "" {
+		t.Fatalf("the grant gave no refresh token")
+	}
+	answers := everyAnswer(t, h, []string{"mailhost", "local", "o365", "gmail"})
+	if !strings.Contains(answers["GET /profiles/gmail/token"], `id="token-state">valid<`) {
+		t.Errorf("gmail's token page does not show the valid token:\n%s", answers["GET /profiles/gmail/token"])
+	}
+	assertNoSecrets(t, answers, append(secrets, clientSecret, upstreamPassword)...)
 }

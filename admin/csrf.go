@@ -27,7 +27,7 @@ const (
 func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	c, err := r.Cookie(csrfCookie)
 	if err != nil || len(c.Value) < csrfCookieLen {
-		c = &http.Cookie{Name: csrfCookie, Value: rand.Text(), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode}
+		c = &http.Cookie{Name: csrfCookie, Value: rand.Text(), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
 		http.SetCookie(w, c)
 	}
 	return s.csrfFor(c.Value)

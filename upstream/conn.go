@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/relaymail/relay/oauth"
 )
 
 // Conn is one authenticated connection to the upstream. It carries one
@@ -128,7 +130,7 @@ func (c *Conn) authXOAUTH2(ctx context.Context) error {
 	if err != nil {
 		return &Error{Addr: s.addr, Step: StepToken, Temporary: true, Message: err.Error(), Err: err}
 	}
-	client := s.opts.XOAUTH2(s.profile.Username, token)
+	client := oauth.NewXOAUTH2Client(s.profile.Username, token)
 	c.trace.setMode(traceAuth)
 	err = c.client.Auth(client)
 	c.trace.setMode(traceCommands)
@@ -138,11 +140,11 @@ func (c *Conn) authXOAUTH2(ctx context.Context) error {
 	e := c.fail(ctx, StepAuth, err)
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
+		// The token was refused (Office 365: 535 5.7.3; Gmail: a 334 with
+		// a JSON error, then 535): drop it, never the refresh token.
 		s.opts.Tokens.Invalidate(token)
-		if d, ok := client.(interface{ ServerError() error }); ok {
-			if detail := d.ServerError(); detail != nil {
-				e.Message += " (" + detail.Error() + ")"
-			}
+		if detail := client.ServerError(); detail != nil {
+			e.Message += " (" + detail.Error() + ")"
 		}
 	}
 	return e

@@ -18,14 +18,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/config"
 )
 
 // TokenSource supplies OAuth 2.0 access tokens for XOAUTH2. The oauth
-// package's TokenSource implements it.
+// package's *TokenSource implements it.
 type TokenSource interface {
 	// Token returns a valid access token, waiting at most the profile's
 	// access_token_timeout.
@@ -43,9 +42,6 @@ type Dialer interface {
 type Options struct {
 	// Tokens supplies access tokens; required for OAuth2 profiles.
 	Tokens TokenSource
-	// XOAUTH2 makes the SASL client for a user and an access token;
-	// required for OAuth2 profiles (oauth.NewXOAUTH2Client).
-	XOAUTH2 func(username, token string) sasl.Client
 	// Logger receives the protocol trace when debugging is on.
 	Logger *slog.Logger
 	// Debug traces the dialogue even when the profile's debug is off
@@ -75,7 +71,7 @@ func New(p *config.Profile, opts Options) (*Sender, error) {
 	if p.Kind != config.KindSMTP {
 		return nil, fmt.Errorf("profile %q: kind %q has no upstream", p.Name, p.Kind)
 	}
-	if p.IsOAuth2() && (opts.Tokens == nil || opts.XOAUTH2 == nil) {
+	if p.IsOAuth2() && opts.Tokens == nil {
 		return nil, fmt.Errorf("profile %q: an OAuth2 profile needs a token source", p.Name)
 	}
 	if opts.Logger == nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
 	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
@@ -55,7 +57,13 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer sp.Close()
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger), Spool: sp})
+	tokens, err := oauth.NewManager(cfg, oauth.Options{Logger: logger, RefreshAhead: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return exitFail
+	}
+	defer tokens.Close()
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp})
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
@@ -66,6 +74,12 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
+	stopAdmin, err := serveAdmin(cfg, tokens, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return exitFail
+	}
+	defer stopAdmin()
 	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -101,7 +115,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		case <-hup:
-			reload(srv, cfg.File, logger)
+			reload(srv, tokens, cfg.File, logger)
 		case <-ctx.Done():
 			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -120,7 +134,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 // reload re-reads the configuration file on SIGHUP. A bad file is logged
 // with its lines and the configuration in effect stays.
-func reload(srv *relay.Server, file string, logger *slog.Logger) {
+func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) {
 	if file == config.EmbeddedName {
 		logger.Info("reload: running on the embedded default; nothing to reload")
 		return
@@ -133,6 +147,10 @@ func reload(srv *relay.Server, file string, logger *slog.Logger) {
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration warning", "warning", w)
 	}
+	if err := tokens.Apply(cfg); err != nil {
+		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
+		return
+	}
 	if err := srv.Apply(cfg); err != nil {
 		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
 		return
@@ -141,21 +159,49 @@ func reload(srv *relay.Server, file string, logger *slog.Logger) {
 }
 
 // transports makes each profile's transport: a Maildir, or an upstream
-// SMTP server.
-func transports(logger *slog.Logger) relay.TransportFactory {
+// SMTP server with its token source for OAuth2 profiles.
+func transports(logger *slog.Logger, tokens *oauth.Manager, debug bool) relay.TransportFactory {
 	return func(p *config.Profile) (relay.Transport, error) {
 		if p.Kind == config.KindMaildir {
 			return relay.NewMaildir(p.Path)
 		}
+		opts := upstream.Options{Logger: logger, Debug: debug}
 		if p.IsOAuth2() {
-			return nil, fmt.Errorf("OAuth2 profiles are not supported by this build yet")
+			src := tokens.Source(p.Name)
+			if src == nil {
+				return nil, fmt.Errorf("no token source for OAuth2 profile %q", p.Name)
+			}
+			opts.Tokens = src
 		}
-		s, err := upstream.New(p, upstream.Options{Logger: logger})
+		s, err := upstream.New(p, opts)
 		if err != nil {
 			return nil, err
 		}
 		return relay.SenderTransport(s), nil
 	}
+}
+
+// serveAdmin serves the admin listener: for now the OAuth 2.0 redirect of
+// interactive grants and a liveness check.
+func serveAdmin(cfg *config.Config, tokens *oauth.Manager, logger *slog.Logger) (stop func(), err error) {
+	if cfg.Admin.Listen == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/oauth2/callback", tokens.CallbackHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go hs.Serve(ln)
+	logger.Info("admin listener started", "listen", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	}, nil
 }
 
 // announce tells a person at the terminal what runs and where mail goes.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
 	"github.com/relaymail/relay/upstream"
 )
@@ -55,7 +56,7 @@ func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := sendNow(ctx, p, logger, *verbose, msg)
+	res, err := sendNow(ctx, cfg, p, logger, *verbose, msg)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay test: not sent: %v\n", err)
 		return exitFail
@@ -69,24 +70,20 @@ func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // sendNow sends one composed message through p's transport, bypassing
-// the queue.
-func sendNow(ctx context.Context, p *config.Profile, logger *slog.Logger, verbose bool, msg *relay.Composed) (*upstream.Result, error) {
-	var t relay.Transport
-	if p.Kind == config.KindMaildir {
-		m, err := relay.NewMaildir(p.Path)
-		if err != nil {
+// the queue. OAuth2 profiles use the tokens stored in the data directory
+// (and store what they renew).
+func sendNow(ctx context.Context, cfg *config.Config, p *config.Profile, logger *slog.Logger, verbose bool, msg *relay.Composed) (*upstream.Result, error) {
+	var tokens *oauth.Manager
+	if p.IsOAuth2() {
+		var err error
+		if tokens, err = oauth.NewManager(cfg, oauth.Options{Logger: logger}); err != nil {
 			return nil, err
 		}
-		t = m
-	} else {
-		if p.IsOAuth2() {
-			return nil, fmt.Errorf("OAuth2 profiles are not supported by this build yet")
-		}
-		s, err := upstream.New(p, upstream.Options{Logger: logger, Debug: verbose})
-		if err != nil {
-			return nil, err
-		}
-		t = relay.SenderTransport(s)
+		defer tokens.Close()
+	}
+	t, err := transports(logger, tokens, verbose)(p)
+	if err != nil {
+		return nil, err
 	}
 	d, err := t.Open(ctx)
 	if err != nil {

@@ -2,6 +2,7 @@ package testpeer
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -317,4 +318,22 @@ func (l *delayListener) Accept() (net.Conn, error) {
 	}
 	time.Sleep(l.delay)
 	return c, nil
+}
+
+// XOAUTH2 makes opts an upstream that takes XOAUTH2 logins and checks each
+// token with the authorization server, refusing bad ones in style.
+func XOAUTH2(opts UpstreamOptions, auth *AuthServer, style AuthXOAUTH2Style) UpstreamOptions {
+	if opts.ExtraAuth == nil {
+		opts.ExtraAuth = map[string]func(func(string)) sasl.Server{}
+	}
+	opts.ExtraAuth["XOAUTH2"] = func(setUser func(string)) sasl.Server {
+		return NewAuthXOAUTH2Server(style, func(user, token string) error {
+			if _, err := auth.Validate(context.Background(), token); err != nil {
+				return err
+			}
+			setUser(user)
+			return nil
+		})
+	}
+	return opts
 }

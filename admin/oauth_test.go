@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/emersion/go-sasl"
-
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
@@ -23,10 +21,7 @@ func oauthTransport(m *oauth.Manager, p *config.Profile) (relay.Transport, error
 	if src == nil {
 		return nil, fmt.Errorf("profile %q: no token source", p.Name)
 	}
-	s, err := upstream.New(p, upstream.Options{
-		Tokens:  src,
-		XOAUTH2: func(user, token string) sasl.Client { return oauth.NewXOAUTH2Client(user, token) },
-	})
+	s, err := upstream.New(p, upstream.Options{Tokens: src})
 	if err != nil {
 		return nil, err
 	}

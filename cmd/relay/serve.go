@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/relaymail/relay/admin"
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
@@ -63,7 +63,8 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer tokens.Close()
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp})
+	metrics := admin.NewMetrics()
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp, Events: metrics.Observe})
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
@@ -74,7 +75,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
-	stopAdmin, err := serveAdmin(cfg, tokens, logger)
+	stopAdmin, err := serveAdmin(cfg, srv, tokens, metrics, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
@@ -181,26 +182,28 @@ func transports(logger *slog.Logger, tokens *oauth.Manager, debug bool) relay.Tr
 	}
 }
 
-// serveAdmin serves the admin listener: for now the OAuth 2.0 redirect of
-// interactive grants and a liveness check.
-func serveAdmin(cfg *config.Config, tokens *oauth.Manager, logger *slog.Logger) (stop func(), err error) {
+// serveAdmin serves the admin listener (package admin): the pages, the
+// JSON API, /oauth2/callback, /metrics and /healthz. stop shuts it down.
+func serveAdmin(cfg *config.Config, srv *relay.Server, tokens *oauth.Manager, metrics *admin.Metrics, logger *slog.Logger) (stop func(), err error) {
 	if cfg.Admin.Listen == "" {
 		return func() {}, nil
+	}
+	as, err := admin.New(admin.Options{Relay: srv, Tokens: admin.OAuthTokens(tokens), Metrics: metrics, Logger: logger})
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Listen, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/oauth2/callback", tokens.CallbackHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	go hs.Serve(ln)
+	go as.Serve(ln)
 	logger.Info("admin listener started", "listen", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		hs.Shutdown(ctx)
+		if err := as.Shutdown(ctx); err != nil {
+			logger.Warn("admin listener: shutdown", "error", err)
+		}
 	}, nil
 }
 

@@ -1,0 +1,164 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/relaymail/relay/spool"
+)
+
+// Client calls a running relay's admin API; `relay queue` and `relay
+// token` use it when a server runs.
+type Client struct {
+	// BaseURL is the admin listener, "http://127.0.0.1:8025".
+	BaseURL string
+	// Password is sent with HTTP basic auth when not empty.
+	Password string
+	HTTP     *http.Client
+}
+
+// ErrNotRunning means nothing listens on the admin address: no relay runs
+// there.
+var ErrNotRunning = errors.New("no relay answers on the admin listener")
+
+// ErrUnauthorized means the server wants the admin password, or another one.
+var ErrUnauthorized = errors.New("the admin listener wants the admin password (admin.password_hash)")
+
+// NewClient makes a client for the admin listener at listen (admin.listen);
+// a wildcard host is reached on loopback.
+func NewClient(listen, password string) (*Client, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen %q: %w", listen, err)
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return &Client{
+		BaseURL:  "http://" + net.JoinHostPort(host, port),
+		Password: password,
+		HTTP:     &http.Client{Timeout: 3 * time.Minute},
+	}, nil
+}
+
+// StatusError is an API answer other than 2xx.
+type StatusError struct {
+	Status  int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("admin API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// call sends a request to path (with a JSON body for POST) and decodes the
+// answer into out. A 4xx or 5xx answer whose body still decodes into out
+// (a refresh that failed carries the token state) returns both.
+func (c *Client) call(ctx context.Context, method, path string, out any) error {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = bytes.NewReader([]byte("{}"))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Password != "" {
+		req.SetBasicAuth("admin", c.Password)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.BaseURL, err)
+		}
+		return fmt.Errorf("admin API %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("admin API %s %s: read the answer: %w", method, path, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return ErrUnauthorized
+	}
+	if resp.StatusCode/100 != 2 {
+		var ae APIError
+		json.Unmarshal(data, &ae)
+		if ae.Error == "" {
+			ae.Error = string(bytes.TrimSpace(data))
+		}
+		if out != nil {
+			json.Unmarshal(data, out)
+		}
+		return &StatusError{Status: resp.StatusCode, Message: ae.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("admin API %s %s: not a relay answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Queue lists the queued messages.
+func (c *Client) Queue(ctx context.Context) ([]*spool.Envelope, error) {
+	var envs []*spool.Envelope
+	return envs, c.call(ctx, http.MethodGet, "/api/queue", &envs)
+}
+
+// Retry makes a queued message ("all": every one) due now and returns how
+// many were.
+func (c *Client) Retry(ctx context.Context, id string) (int, error) {
+	var r RetryResult
+	err := c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/retry", &r)
+	return r.Retried, err
+}
+
+// Delete removes a queued message.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/delete", nil)
+}
+
+// Tokens returns the token state of every OAuth2 profile.
+func (c *Client) Tokens(ctx context.Context) ([]TokenStatus, error) {
+	var sts []TokenStatus
+	return sts, c.call(ctx, http.MethodGet, "/api/tokens", &sts)
+}
+
+// Token returns the token state of one profile.
+func (c *Client) Token(ctx context.Context, profile string) (TokenStatus, error) {
+	var st TokenStatus
+	return st, c.call(ctx, http.MethodGet, "/api/tokens/"+url.PathEscape(profile), &st)
+}
+
+// Refresh obtains a new access token for profile now; the answer holds the
+// token state even when it failed.
+func (c *Client) Refresh(ctx context.Context, profile string) (TokenRefreshResult, error) {
+	var r TokenRefreshResult
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/refresh", &r)
+	return r, err
+}
+
+// StartGrant begins an interactive grant on the server and returns the
+// URL to open in a browser; the redirect comes back to the server.
+func (c *Client) StartGrant(ctx context.Context, profile string) (string, error) {
+	var g GrantStart
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", &g)
+	return g.AuthURL, err
+}

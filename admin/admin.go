@@ -195,7 +195,13 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			return
 		}
 		a := s.relay.Config().Admin
-		if a.PasswordHash == "" {
+		// The authorization server's redirect needs no password: it only
+		// completes a grant that a logged-in user or `relay token grant`
+		// started (its state is unguessable and spent once, and the PKCE
+		// verifier never leaves this process), and it reveals nothing; the
+		// page it redirects to asks for the password. A browser sent
+		// there by `relay token grant` has not logged in.
+		if a.PasswordHash == "" || r.URL.Path == "/oauth2/callback" {
 			if !s.localHost(r.Host, a.Listen) {
 				s.logger.Warn("request refused: unexpected Host header", "host", r.Host, "remote", r.RemoteAddr)
 				http.Error(w, "Forbidden: this admin listener answers only to a loopback host name; set admin.password_hash to reach it by another name", http.StatusForbidden)

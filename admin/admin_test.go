@@ -236,11 +236,15 @@ func TestBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHarness(t, harnessOptions{passwordHash: string(hash)})
-	for _, path := range []string{"/", "/api/profiles", "/metrics", "/profiles/mailhost/test", "/queue", "/oauth2/callback"} {
+	for _, path := range []string{"/", "/api/profiles", "/metrics", "/profiles/mailhost/test", "/queue", "/api/queue"} {
 		resp, _ := h.get(path)
 		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "Basic") {
 			t.Errorf("GET %s without a password = %s; want 401 with a Basic challenge", path, resp.Status)
 		}
+	}
+	// The redirect of a grant needs no password; a forged one fails.
+	if resp, _ := h.get("/oauth2/callback?state=forged&code=x"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /oauth2/callback without a password = %s; want 404 (no token manager here), not 401", resp.Status)
 	}
 	h.password = "wrong"
 	if resp, _ := h.get("/"); resp.StatusCode != http.StatusUnauthorized {

@@ -6,6 +6,8 @@
 //	relay [serve] [-config FILE]     run the server
 //	relay check [-config FILE]       validate the configuration
 //	relay test -profile NAME -to ADDR [-from ADDR] [-subject S] [-v]
+//	relay queue list|retry ID|all|delete ID
+//	relay token status [NAME] | refresh NAME | grant NAME
 //	relay hash-password              bcrypt a password read on stdin
 //	relay version
 //
@@ -49,6 +51,7 @@ func commands() []command {
 		{"check", "validate the configuration and list the profiles", runCheck},
 		{"test", "send a test email through a profile now", runTest},
 		{"queue", "list, retry or delete queued messages (list [-json] | retry ID|all | delete ID)", runQueue},
+		{"token", "OAuth2 tokens of the profiles (status [NAME] | refresh NAME | grant NAME)", runToken},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},
 	}

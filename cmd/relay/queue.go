@@ -9,45 +9,63 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/relaymail/relay/admin"
 	"github.com/relaymail/relay/spool"
 )
 
 // runQueue inspects and steers the spool, like mailq and postqueue -f.
 func runQueue(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: relay queue list [-json] | retry ID|all | delete ID  [-config FILE]")
+		fmt.Fprintln(stderr, "usage: relay queue list [-json] | retry ID|all | delete ID  [-config FILE] [-password-file FILE]")
 		return exitFail
 	}
 	verb, args := args[0], args[1:]
 	fs := newFlagSet("queue "+verb, stderr)
 	cfgFlag := fs.String("config", "", "configuration file")
 	asJSON := fs.Bool("json", false, "list: print JSON")
+	passwordFile := passwordFlag(fs)
+	// The ID may come before the flags: relay queue retry all -config x.
+	var target string
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		target, args = args[0], args[1:]
+	}
 	if err := fs.Parse(args); err != nil {
 		return exitFail
+	}
+	if target == "" && fs.NArg() > 0 {
+		target = fs.Arg(0)
 	}
 	cfg, err := loadConfig(*cfgFlag, stderr)
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitConfig
 	}
-	var target string
 	switch verb {
 	case "list":
 	case "retry", "delete":
-		if fs.NArg() != 1 {
+		if target == "" || fs.NArg() > 1 {
 			fmt.Fprintf(stderr, "relay queue %s: give one message ID%s\n", verb, map[bool]string{true: " or all", false: ""}[verb == "retry"])
 			return exitFail
 		}
-		target = fs.Arg(0)
 	default:
 		fmt.Fprintf(stderr, "relay queue: unknown action %q; use list, retry or delete\n", verb)
 		return exitFail
 	}
 
+	// A running relay owns the spool: steer it through its admin API.
+	client, err := runningServer(cfg, *passwordFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay queue: %v\n", err)
+		return exitFail
+	}
+	if client != nil {
+		return queueViaAPI(client, verb, target, *asJSON, stdout, stderr)
+	}
+
 	dir := filepath.Join(cfg.Server.DataDir, "spool")
 	sp, err := spool.Open(dir, spool.Options{})
 	if errors.Is(err, spool.ErrLocked) {
-		fmt.Fprintf(stderr, "relay queue: relay is running and holds %s; stop it, or use the admin API (%s) to steer the queue of a running relay\n", dir, cfg.Admin.Listen)
+		fmt.Fprintf(stderr, "relay queue: a relay is running and holds %s, but no admin listener answers on admin.listen (%q) of %s; give the running relay's -config, or set admin.listen so that relay queue can reach it\n", dir, cfg.Admin.Listen, cfg.File)
 		return exitFail
 	}
 	if err != nil {
@@ -59,16 +77,7 @@ func runQueue(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	switch verb {
 	case "list":
 		envs, _ := sp.List()
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			if envs == nil {
-				envs = []*spool.Envelope{}
-			}
-			enc.Encode(envs)
-			return exitOK
-		}
-		printQueue(stdout, envs)
+		printList(stdout, envs, *asJSON)
 	case "retry":
 		n, err := retryQueued(sp, target)
 		if err != nil {
@@ -84,6 +93,48 @@ func runQueue(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "deleted %s\n", target)
 	}
 	return exitOK
+}
+
+// queueViaAPI steers the queue of a running relay.
+func queueViaAPI(c *admin.Client, verb, target string, asJSON bool, stdout, stderr io.Writer) int {
+	ctx := context.Background()
+	switch verb {
+	case "list":
+		envs, err := c.Queue(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay queue list: %v%s\n", err, apiHint(err))
+			return exitFail
+		}
+		printList(stdout, envs, asJSON)
+	case "retry":
+		n, err := c.Retry(ctx, target)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay queue retry: %v%s\n", err, apiHint(err))
+			return exitFail
+		}
+		fmt.Fprintf(stdout, "%d message(s) due now; the running relay delivers them\n", n)
+	case "delete":
+		if err := c.Delete(ctx, target); err != nil {
+			fmt.Fprintf(stderr, "relay queue delete: %v%s\n", err, apiHint(err))
+			return exitFail
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", target)
+	}
+	return exitOK
+}
+
+// printList prints the queue as mailq does, or as JSON.
+func printList(w io.Writer, envs []*spool.Envelope, asJSON bool) {
+	if !asJSON {
+		printQueue(w, envs)
+		return
+	}
+	if envs == nil {
+		envs = []*spool.Envelope{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(envs)
 }
 
 // retryQueued makes queued messages due now in a spool no server runs on.

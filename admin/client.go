@@ -162,3 +162,27 @@ func (c *Client) StartGrant(ctx context.Context, profile string) (string, error)
 	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", &g)
 	return g.AuthURL, err
 }
+
+// Running reports whether a relay answers on the admin listener: false
+// when nothing listens there; an error when something else is wrong.
+func (c *Client) Running(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/healthz", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("admin listener %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if resp.StatusCode != http.StatusOK || string(b) != "ok\n" {
+		return false, fmt.Errorf("admin listener %s answers /healthz with %s: not a relay", c.BaseURL, resp.Status)
+	}
+	return true, nil
+}

@@ -49,7 +49,7 @@ func (s *Spool) Create(ctx context.Context) (*Writer, error) {
 	// the next ID differs in its random part too.
 	for range 3 {
 		id := s.ids.next(arrived)
-		f, err := os.OpenFile(s.bodyPath(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := createExcl(s.bodyPath(id))
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -166,7 +166,7 @@ func (w *Writer) publish(data []byte) error {
 		return err
 	}
 	final := s.envPath(w.id)
-	if err := os.Rename(tmp, final); err != nil {
+	if err := rename(tmp, final); err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -122,4 +122,5 @@ func benchCommit(b *testing.B, writers int, noSync bool) {
 		_, err = w.Commit(ctx, env)
 		return err
 	})
+	b.ReportMetric(float64(s.syncer.fsyncs)/float64(b.N), "dirfsyncs/msg")
 }

@@ -100,7 +100,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	if err := s.open(); err != nil {
 		s.closeFiles()
-		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
 	s.log.Info("spool opened", "dir", dir, "messages", len(s.index))
 	return s, nil

@@ -30,7 +30,7 @@ type Writer struct {
 	done    bool          // Commit or Abort was called
 	n       int64         // bytes written
 	arrived time.Time
-	err     error // the first write error; sticky
+	err     error // the first write error, unwrapped; sticky
 }
 
 // Create starts a new message. Its body goes straight to queue/ID.eml, which
@@ -73,7 +73,7 @@ func (w *Writer) Size() int64 { return w.n }
 // every later Write and Commit fails too; the caller should Abort.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
-		return 0, w.err
+		return 0, fmt.Errorf("spool: write message %s: %w", w.id, w.err)
 	}
 	if w.done {
 		return 0, fmt.Errorf("spool: write message %s: %w", w.id, errWriterDone)
@@ -81,8 +81,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.bw.Write(p)
 	w.n += int64(n)
 	if err != nil {
-		w.err = fmt.Errorf("spool: write message %s: %w", w.id, err)
-		return n, w.err
+		w.err = err
+		return n, fmt.Errorf("spool: write message %s: %w", w.id, err)
 	}
 	return n, nil
 }

@@ -144,9 +144,12 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("after Update, Envelope = %+v; want %+v", updated, got)
 	}
 
-	// A second message, then a restart: both come back as they were.
+	// A second message, a bounce to the null sender, then a restart: both
+	// come back as they were.
 	now = now.Add(time.Second)
-	id2 := commit(t, s, []byte("second\r\n"), testEnvelope())
+	dsn := testEnvelope("alarms@plant.example.com")
+	dsn.From, dsn.User, dsn.Bounce = "", "", true
+	id2 := commit(t, s, []byte("second\r\n"), dsn)
 	if id2 <= id {
 		t.Errorf("second ID %q does not sort after %q", id2, id)
 	}
@@ -167,6 +170,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if len(after) != 2 || after[0].ID != id || after[1].ID != id2 {
 		t.Fatalf("List() = %v; want [%s %s], oldest first", after, id, id2)
+	}
+	if after[1].From != "" || !after[1].Bounce {
+		t.Errorf("the bounce came back as %+v", after[1])
 	}
 	if got := readBody(t, s, id); !bytes.Equal(got, body) {
 		t.Errorf("body after reopening = %q; want %q", got, body)

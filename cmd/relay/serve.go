@@ -59,7 +59,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
-	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles))
+	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "version", version)
+	sd := newNotifier(logger)
+	serving := "serving SMTP on " + ln.Addr().String()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -69,6 +71,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	// SPOOL HOOK: when the durable spool lands, open and scan it here, before
+	// READY=1, so that systemd reports relay started only once queued mail is
+	// being delivered again.
+	sd.ready(serving)
 	for {
 		select {
 		case err := <-served:
@@ -78,8 +84,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		case <-hup:
-			reload(srv, cfg.File, logger)
+			sd.reloading("reloading " + cfg.File)
+			sd.ready(serving + "; " + reload(srv, cfg.File, logger))
 		case <-ctx.Done():
+			sd.stopping("stopping: waiting for transactions in progress")
 			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			err := srv.Shutdown(sctx)
@@ -95,25 +103,27 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // reload re-reads the configuration file on SIGHUP. A bad file is logged
-// with its lines and the configuration in effect stays.
-func reload(srv *relay.Server, file string, logger *slog.Logger) {
+// with its lines and the configuration in effect stays. It returns a
+// one-line status for systemd.
+func reload(srv *relay.Server, file string, logger *slog.Logger) string {
 	if file == config.EmbeddedName {
 		logger.Info("reload: running on the embedded default; nothing to reload")
-		return
+		return "embedded default: nothing to reload"
 	}
 	cfg, err := config.Load(file)
 	if err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration warning", "warning", w)
 	}
 	if err := srv.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
+	return "configuration reloaded"
 }
 
 // transports makes each profile's transport: a Maildir, or an upstream

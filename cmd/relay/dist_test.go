@@ -78,6 +78,12 @@ func TestUnitFileSettings(t *testing.T) {
 			t.Errorf("%s = %q; want %q", k, got, v)
 		}
 	}
+	// relay serve validates the file itself and exits 2; a failing
+	// ExecStartPre= would be restarted by Restart=on-failure in a loop, as
+	// RestartPreventExitStatus= looks at the main process only.
+	if got, ok := s["Service.ExecStartPre"]; ok {
+		t.Errorf("ExecStartPre = %q; want none", got)
+	}
 	if got := s["Service.SystemCallFilter"]; len(got) == 0 || got[0] != "@system-service" {
 		t.Errorf("SystemCallFilter = %q; want @system-service first", got)
 	}

@@ -6,6 +6,7 @@
 //	relay [serve] [-config FILE]     run the server
 //	relay check [-config FILE]       validate the configuration
 //	relay test -profile NAME -to ADDR [-from ADDR] [-subject S] [-v]
+//	relay sendmail [-t] [-f ADDR] [-i] [rcpt ...] < message
 //	relay hash-password              bcrypt a password read on stdin
 //	relay version
 //
@@ -33,7 +34,12 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if isSendmailName(os.Args[0]) {
+		// A symlink /usr/sbin/sendmail → relay: behave as relay sendmail.
+		args = append([]string{"sendmail"}, args...)
+	}
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // command is one subcommand.
@@ -48,6 +54,7 @@ func commands() []command {
 		{"serve", "run the server (the default)", runServe},
 		{"check", "validate the configuration and list the profiles", runCheck},
 		{"test", "send a test email through a profile now", runTest},
+		{"sendmail", "submit the message on stdin to the running relay, as sendmail(8) does", runSendmail},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},
 	}

@@ -39,10 +39,13 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
 	}
-	cfg, err := loadConfig(*cfgFlag, stderr)
+	cfg, err := loadConfig(*cfgFlag, io.Discard) // warnings are logged below
 	if err != nil {
-		printConfigError(stderr, err)
+		logConfigError(stderr, logger, *logFormat, err)
 		return exitConfig
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration warning", "warning", w)
 	}
 
 	if *listen != "" {
@@ -50,12 +53,12 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger)})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: listen on %s: %v\n", cfg.Server.Listen, err)
+		logger.Error("relay does not start: cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())

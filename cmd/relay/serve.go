@@ -62,7 +62,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
-	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "version", version)
+	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "version", versionLine())
 	sd := newNotifier(logger)
 	serving := "serving SMTP on " + ln.Addr().String()
 

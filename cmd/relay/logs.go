@@ -29,3 +29,11 @@ func logConfigError(stderr io.Writer, logger *slog.Logger, format string, err er
 	}
 	logger.Error("configuration refused: relay does not start", "problems", problems)
 }
+
+// dropTime leaves out the time of each record.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}

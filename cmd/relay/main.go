@@ -143,6 +143,9 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "", "text":
+		if writesToJournal(w) {
+			opts.ReplaceAttr = dropTime // journald stamps each line itself
+		}
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		// Durations as "1.5s" rather than nanoseconds, as in the text format.

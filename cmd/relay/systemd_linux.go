@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -15,4 +18,24 @@ func monotonicUsec() (int64, bool) {
 		return 0, false
 	}
 	return ts.Nano() / 1000, true
+}
+
+// writesToJournal reports whether w is the stream systemd connected to
+// the journal: $JOURNAL_STREAM holds its device and inode
+// (systemd.exec(5)), so a redirected stderr does not count.
+func writesToJournal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	env := os.Getenv("JOURNAL_STREAM")
+	if !ok || env == "" {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	return env == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }

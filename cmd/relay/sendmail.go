@@ -34,8 +34,9 @@ const (
 
 // systemConfig is where the systemd unit (dist/relay.service) reads its
 // configuration. relay sendmail looks there after ./relay.toml, so that
-// /usr/sbin/sendmail → relay finds the service from any directory.
-const systemConfig = "/etc/relay/relay.toml"
+// /usr/sbin/sendmail → relay finds the service from any directory. A
+// variable for tests.
+var systemConfig = "/etc/relay/relay.toml"
 
 // maxHeaderBytes bounds the header section read before the message is
 // sent: -t needs all of it to know the recipients.

@@ -467,3 +467,39 @@ func TestSendmailFindsRelay(t *testing.T) {
 		t.Errorf("broken relay.toml: exit %d, %q; want %d", code, stderr, exConfig)
 	}
 }
+
+// TestSendmailTarget: the order in which relay sendmail looks for relay's
+// address, down to /etc/relay/relay.toml and the embedded default.
+func TestSendmailTarget(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("RELAY_CONFIG", "")
+	write := func(name, listen string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte("[server]\nlisten = \""+listen+"\"\n"), 0o644)
+		return path
+	}
+	defer func(s string) { systemConfig = s }(systemConfig)
+	systemConfig = filepath.Join(dir, "missing.toml")
+	check := func(o *sendmailOptions, wantAddr, wantSource string) {
+		t.Helper()
+		addr, source, err := sendmailTarget(o)
+		if err != nil || addr != wantAddr || source != wantSource {
+			t.Errorf("sendmailTarget(%+v) = %q, %q, %v; want %q, %q", o, addr, source, err, wantAddr, wantSource)
+		}
+	}
+	check(&sendmailOptions{}, "127.0.0.1:2525", "(embedded default)")
+	systemConfig = write("system.toml", "0.0.0.0:2626")
+	check(&sendmailOptions{}, "127.0.0.1:2626", "server.listen in "+systemConfig)
+	write("relay.toml", "127.0.0.2:2727")
+	check(&sendmailOptions{}, "127.0.0.2:2727", "server.listen in relay.toml")
+	env := write("env.toml", "127.0.0.3:2828")
+	t.Setenv("RELAY_CONFIG", env)
+	check(&sendmailOptions{}, "127.0.0.3:2828", "server.listen in "+env)
+	flag := write("flag.toml", "[::]:2929")
+	check(&sendmailOptions{config: flag}, "[::1]:2929", "server.listen in "+flag)
+	check(&sendmailOptions{config: flag, smtpAddr: "127.0.0.1:1"}, "127.0.0.1:1", "-smtp")
+	// A file without [server] listen means the default port.
+	os.WriteFile(flag, []byte("[[profiles]]\nname = \"x\"\n"), 0o644)
+	check(&sendmailOptions{config: flag}, "127.0.0.1:2525", "server.listen in "+flag)
+}

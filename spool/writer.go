@@ -30,7 +30,7 @@ type Writer struct {
 	done    bool          // Commit or Abort was called
 	n       int64         // bytes written
 	arrived time.Time
-	err     error // the first write error; sticky
+	err     error // the first write error, unwrapped; sticky
 }
 
 // Create starts a new message. Its body goes straight to queue/ID.eml, which
@@ -49,7 +49,7 @@ func (s *Spool) Create(ctx context.Context) (*Writer, error) {
 	// the next ID differs in its random part too.
 	for range 3 {
 		id := s.ids.next(arrived)
-		f, err := os.OpenFile(s.bodyPath(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := createExcl(s.bodyPath(id))
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -73,7 +73,7 @@ func (w *Writer) Size() int64 { return w.n }
 // every later Write and Commit fails too; the caller should Abort.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
-		return 0, w.err
+		return 0, fmt.Errorf("spool: write message %s: %w", w.id, w.err)
 	}
 	if w.done {
 		return 0, fmt.Errorf("spool: write message %s: %w", w.id, errWriterDone)
@@ -81,8 +81,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.bw.Write(p)
 	w.n += int64(n)
 	if err != nil {
-		w.err = fmt.Errorf("spool: write message %s: %w", w.id, err)
-		return n, w.err
+		w.err = err
+		return n, fmt.Errorf("spool: write message %s: %w", w.id, err)
 	}
 	return n, nil
 }
@@ -166,7 +166,7 @@ func (w *Writer) publish(data []byte) error {
 		return err
 	}
 	final := s.envPath(w.id)
-	if err := os.Rename(tmp, final); err != nil {
+	if err := rename(tmp, final); err != nil {
 		os.Remove(tmp)
 		return err
 	}

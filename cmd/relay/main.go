@@ -8,6 +8,7 @@
 //	relay test -profile NAME -to ADDR [-from ADDR] [-subject S] [-v]
 //	relay queue list|retry ID|all|delete ID
 //	relay token status [NAME] | refresh NAME | grant NAME
+//	relay sendmail [-t] [-f ADDR] [-i] [rcpt ...] < message
 //	relay hash-password              bcrypt a password read on stdin
 //	relay version
 //
@@ -35,7 +36,12 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if isSendmailName(os.Args[0]) {
+		// A symlink /usr/sbin/sendmail → relay: behave as relay sendmail.
+		args = append([]string{"sendmail"}, args...)
+	}
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // command is one subcommand.
@@ -52,6 +58,7 @@ func commands() []command {
 		{"test", "send a test email through a profile now", runTest},
 		{"queue", "list, retry or delete queued messages (list [-json] | retry ID|all | delete ID)", runQueue},
 		{"token", "OAuth2 tokens of the profiles (status [NAME] | refresh NAME | grant NAME)", runToken},
+		{"sendmail", "submit the message on stdin to the running relay, as sendmail(8) does", runSendmail},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},
 	}
@@ -140,8 +147,18 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "", "text":
+		if writesToJournal(w) {
+			opts.ReplaceAttr = dropTime // journald stamps each line itself
+		}
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
+		// Durations as "1.5s" rather than nanoseconds, as in the text format.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("unknown log format %q; use text or json", format)

@@ -42,10 +42,13 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
 	}
-	cfg, err := loadConfig(*cfgFlag, stderr)
+	cfg, err := loadConfig(*cfgFlag, io.Discard) // warnings are logged below
 	if err != nil {
-		printConfigError(stderr, err)
+		logConfigError(stderr, logger, *logFormat, err)
 		return exitConfig
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration warning", "warning", w)
 	}
 
 	if *listen != "" {
@@ -53,35 +56,37 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	sp, err := spool.Open(filepath.Join(cfg.Server.DataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer sp.Close()
 	tokens, err := oauth.NewManager(cfg, oauth.Options{Logger: logger, RefreshAhead: true})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer tokens.Close()
 	metrics := admin.NewMetrics()
 	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp, Events: metrics.Observe})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: listen on %s: %v\n", cfg.Server.Listen, err)
+		logger.Error("relay does not start: cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitFail
 	}
 	announce(stdout, cfg, ln.Addr().String())
 	stopAdmin, err := serveAdmin(cfg, srv, tokens, metrics, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer stopAdmin()
-	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles))
+	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())
+	sd := newNotifier(logger)
+	serving := "serving SMTP on " + ln.Addr().String()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -106,6 +111,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			<-queueDone
 		}
 	}
+	// The spool was scanned when it opened and the queue delivers what it
+	// holds: now systemd may call relay started.
+	sd.ready(serving)
 	for {
 		select {
 		case err := <-served:
@@ -116,8 +124,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		case <-hup:
-			reload(srv, tokens, cfg.File, logger)
+			sd.reloading("reloading " + cfg.File)
+			sd.ready(serving + "; " + reload(srv, tokens, cfg.File, logger))
 		case <-ctx.Done():
+			sd.stopping("stopping: waiting for transactions in progress")
 			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			err := srv.Shutdown(sctx)
@@ -134,29 +144,59 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // reload re-reads the configuration file on SIGHUP. A bad file is logged
-// with its lines and the configuration in effect stays.
-func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) {
+// with its lines and the configuration in effect stays. It returns a
+// one-line status for systemd.
+func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) string {
 	if file == config.EmbeddedName {
 		logger.Info("reload: running on the embedded default; nothing to reload")
-		return
+		return "embedded default: nothing to reload"
 	}
 	cfg, err := config.Load(file)
 	if err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration warning", "warning", w)
 	}
 	if err := tokens.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
 	}
+	old := srv.Config()
 	if err := srv.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "error", err.Error())
-		return
+		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		return "reload refused: " + err.Error()
+	}
+	for _, key := range restartOnly(old, cfg) {
+		logger.Warn("reload: this setting takes effect only after a restart", "key", key)
 	}
 	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
+	return "configuration reloaded"
+}
+
+// restartOnly names the settings that differ between two configurations
+// but are fixed while relay runs: the listeners, TLS and the limits the
+// SMTP library holds.
+func restartOnly(old, cur *config.Config) []string {
+	var keys []string
+	o, c := old.Server, cur.Server
+	check := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	check("server.listen", o.Listen != c.Listen)
+	check("server.hostname", o.Hostname != c.Hostname)
+	check("server.data_dir", o.DataDir != c.DataDir)
+	check("server.max_message_bytes", o.MaxMessageBytes != c.MaxMessageBytes)
+	check("server.max_recipients", o.MaxRecipients != c.MaxRecipients)
+	check("server.read_timeout", o.ReadTimeout != c.ReadTimeout)
+	check("server.write_timeout", o.WriteTimeout != c.WriteTimeout)
+	check("server.tls_cert_file", o.TLSCertFile != c.TLSCertFile || o.TLSKeyFile != c.TLSKeyFile)
+	check("admin.listen", old.Admin.Listen != cur.Admin.Listen)
+	check("admin.password_hash", old.Admin.PasswordHash != cur.Admin.PasswordHash)
+	return keys
 }
 
 // transports makes each profile's transport: a Maildir, or an upstream

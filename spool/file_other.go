@@ -1,0 +1,10 @@
+//go:build !unix
+
+package spool
+
+import "os"
+
+// createExcl creates name for writing with mode 0600, failing if it exists.
+func createExcl(name string) (*os.File, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}

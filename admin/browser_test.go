@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/oauth"
@@ -51,7 +52,14 @@ func TestBrowser(t *testing.T) {
 	if chromium == "" {
 		t.Skip("chromium not found (apt-get install chromium, as .ci/run does, or set RELAY_CHROMIUM): the browser test does not run")
 	}
-	h, as := startOAuth(t, testpeer.AuthOptions{})
+	as := testpeer.StartAuthServer(t, testpeer.AuthOptions{RedirectURIs: []string{"http://127.0.0.1/oauth2/callback"}, ClientSecret: clientSecret})
+	// Mail to later@example.com waits in the queue (451), for the queue page.
+	h := startHarness(t, harnessOptions{auth: as, upstream: testpeer.UpstreamOptions{OnRcpt: func(to string) error {
+		if to == "later@example.com" {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy, try later"}
+		}
+		return nil
+	}}})
 	shots := artifactsDir(t)
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -172,8 +180,28 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("upstream received from %q to %q as %q:\n%s\nwant exactly the form's mail, sent with XOAUTH2", m.From, m.To, m.User, data)
 	}
 
-	// The profiles and the queue once more, for the record.
-	do("open the profiles again", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#profile-o365")), shot("09-profiles-after.png"))
-	do("open the queue", chromedp.Navigate(h.URL+"/queue"), chromedp.WaitVisible(chromedp.CSS("main h1")), shot("10-queue.png"))
+	// A refused client: the page shows the authorization server's error.
+	if err := as.SetTokenFailure(testpeer.AuthFailInvalid); err != nil {
+		t.Fatal(err)
+	}
+	do("click Refresh Token with a refused client", chromedp.Navigate(h.URL+"/profiles/o365/token"), chromedp.WaitVisible(chromedp.CSS("#refresh")),
+		chromedp.Click(chromedp.CSS("#refresh")), chromedp.WaitVisible(chromedp.CSS("#token-error")), shot("09-token-o365-refused.png"))
+	if got := text("#token-error"); !strings.Contains(got, "invalid_client: client authentication failed (test switch).") {
+		t.Errorf("problem shown after a refused refresh: %q; want the server's error text", got)
+	}
+
+	// The queue: one message waits after a 451; Retry sends it again.
+	h.sendSMTP("alarms@plant.example.com", "later@example.com", "Subject: later\n\nlater")
+	waitFor(t, "a deferred message", 10*time.Second, func() bool {
+		envs, _ := h.Relay.Queue().List()
+		return len(envs) == 1 && envs[0].Attempts == 1
+	})
+	do("open the queue", chromedp.Navigate(h.URL+"/queue"), chromedp.WaitVisible(chromedp.CSS("td.actions button")), shot("10-queue.png"))
+	do("click Retry", chromedp.Click(chromedp.CSS("td.actions button")), chromedp.WaitVisible(chromedp.CSS(".notice.ok")), shot("11-queue-retried.png"))
+	waitFor(t, "the second attempt", 10*time.Second, func() bool {
+		envs, _ := h.Relay.Queue().List()
+		return len(envs) == 1 && envs[0].Attempts == 2
+	})
+	do("open the profiles again", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#profile-o365")), shot("12-profiles-after.png"))
 	t.Logf("screenshots in %s", shots)
 }

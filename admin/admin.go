@@ -195,19 +195,22 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			return
 		}
 		a := s.relay.Config().Admin
-		// The authorization server's redirect needs no password: it only
-		// completes a grant that a logged-in user or `relay token grant`
-		// started (its state is unguessable and spent once, and the PKCE
-		// verifier never leaves this process), and it reveals nothing; the
-		// page it redirects to asks for the password. A browser sent
-		// there by `relay token grant` has not logged in.
-		if a.PasswordHash == "" || r.URL.Path == "/oauth2/callback" {
+		switch {
+		case a.PasswordHash != "" && r.URL.Path == "/oauth2/callback":
+			// The authorization server's redirect needs no password: it
+			// only completes a grant that a logged-in user or `relay token
+			// grant` started (its state is unguessable and spent once, and
+			// the PKCE verifier never leaves this process), and it reveals
+			// nothing; the page it redirects to asks for the password. A
+			// browser sent there by `relay token grant` has not logged in,
+			// and may come by whatever name redirect_url gives.
+		case a.PasswordHash == "":
 			if !s.localHost(r.Host, a.Listen) {
 				s.logger.Warn("request refused: unexpected Host header", "host", r.Host, "remote", r.RemoteAddr)
 				http.Error(w, "Forbidden: this admin listener answers only to a loopback host name; set admin.password_hash to reach it by another name", http.StatusForbidden)
 				return
 			}
-		} else if !s.authorized(r, a.PasswordHash) {
+		case !s.authorized(r, a.PasswordHash):
 			h.Set("WWW-Authenticate", `Basic realm="relay admin", charset="UTF-8"`)
 			http.Error(w, "Unauthorized: give the admin password (admin.password_hash)", http.StatusUnauthorized)
 			return

@@ -163,7 +163,7 @@ func TestCommandsThroughAdminAPI(t *testing.T) {
 	adminAddr := testpeer.FreeAddr(t)
 	os.WriteFile(filepath.Join(dir, "relay.toml"), []byte(adminConfig(t, adminAddr, testpeer.FreeAddr(t), u, auth, true)), 0o600)
 	os.WriteFile(filepath.Join(dir, "pw"), []byte("pw\n"), 0o600)
-	p := startBinary(t, dir, nil, "-config", "relay.toml")
+	p := startBinary(t, dir, nil, "-config", "relay.toml", "-admin-listen", adminAddr)
 	if err := sendPlain(p.addr, "app@example.com", "ops@example.com", "Subject: waits\r\n\r\nwaits\r\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,11 +51,16 @@ type proc struct {
 }
 
 // startBinary runs `relay serve args...` in dir and waits until it
-// listens.
+// listens. The admin listener is off unless args set -admin-listen: the
+// default port would collide between tests.
 func startBinary(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, relayBin, append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	base := []string{"serve", "-listen", "127.0.0.1:0"}
+	if !slices.Contains(args, "-admin-listen") {
+		base = append(base, "-admin-listen=")
+	}
+	cmd := exec.CommandContext(ctx, relayBin, append(base, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RELAY_CONFIG=")
 	cmd.Env = append(cmd.Env, env...)

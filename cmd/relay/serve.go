@@ -30,6 +30,11 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
 	listen := fs.String("listen", "", "SMTP listen address, overriding server.listen (e.g. 127.0.0.1:0 for any free port)")
+	var adminListen *string
+	fs.Func("admin-listen", "admin listen address, overriding admin.listen (\"\" turns the admin listener off)", func(v string) error {
+		adminListen = &v
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return exitFail
 	}
@@ -53,6 +58,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 	if *listen != "" {
 		cfg.Server.Listen = *listen
+	}
+	if adminListen != nil {
+		cfg.Admin.Listen = *adminListen
 	}
 	sp, err := spool.Open(filepath.Join(cfg.Server.DataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {

@@ -25,7 +25,7 @@ const maxBounceHeaders = 64 << 10
 // own profile. A bounce is never sent for a bounce or to the null sender
 // (RFC 3464 §2, RFC 5321 §4.5.5), so bounces cannot loop.
 func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.Time) {
-	log := q.logger.With("id", env.ID, "profile", env.Profile, "from", env.From, "failed", len(failed))
+	log := q.logger.With("id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", len(failed), "size", env.Size)
 	q.srv.emit(Event{Kind: EventBounced, ID: env.ID, Profile: env.Profile, Err: failed[0].Reply})
 	if env.Bounce || env.From == "" {
 		log.Warn("undeliverable bounce discarded", "reply", failed[0].Reply)

@@ -495,7 +495,7 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 				newlyFailed = append(newlyFailed, *r)
 			}
 		}
-		q.logger.Warn("expired", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "attempts", env.Attempts, "error", errString(err))
+		q.logger.Warn("expired", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "size", env.Size, "attempts", env.Attempts, "error", errString(err))
 		pending = 0
 	}
 	if len(newlyFailed) > 0 {
@@ -515,7 +515,7 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 		// recipients delivered meanwhile maybe delivered again.
 		q.logger.Error("cannot update a queued message", "id", env.ID, "error", uerr)
 	}
-	q.logger.Info("deferred", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "attempts", env.Attempts,
+	q.logger.Info("deferred", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "size", env.Size, "attempts", env.Attempts,
 		"next_attempt", env.NextAttempt.Format(time.RFC3339), "error", env.LastError)
 	q.srv.emit(Event{Kind: EventDeferred, ID: env.ID, Profile: env.Profile, Err: env.LastError})
 	q.release(it, env.NextAttempt)

@@ -290,7 +290,7 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	// Received comes before the queue may deliver it.
 	s.srv.emit(Event{Kind: EventReceived, ID: tx.id, Profile: tx.profile.Name})
 	s.srv.queue.Enqueue(env)
-	log.Info("queued", "size", env.Size, "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("received", "size", env.Size, "queued_as", tx.id, "duration", time.Since(start).Round(time.Millisecond))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + tx.id}
 }
 

@@ -27,6 +27,8 @@ type Options struct {
 	Transports TransportFactory
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Limits bound each connection beyond the configuration (limits.go).
+	Limits Limits
 }
 
 // Server is relay's SMTP listener for legacy applications.
@@ -59,6 +61,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
@@ -73,6 +76,10 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.Domain = sc.Hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
 	srv.MaxRecipients = sc.MaxRecipients
+	// RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: 512 octets for a command line,
+	// 1000 for a text line; go-smtp doubles the larger one, as §4.5.3.1
+	// asks servers to be liberal, and drops a client past it with 500.
+	srv.MaxLineLength = 2000
 	srv.ReadTimeout = sc.ReadTimeout.D()
 	srv.WriteTimeout = sc.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
@@ -167,7 +174,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
-			return &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}, nil
+			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
+			return newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now()), nil
 		}
 		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
 		c.SetWriteDeadline(time.Now().Add(time.Second))

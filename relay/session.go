@@ -198,7 +198,8 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
 	}
 	start := s.srv.opts.Now()
-	in := &readErrRecorder{r: r}
+	s.beginData() // limits.go: a bounded time for the whole message
+	in := &readErrRecorder{r: newHeaderLimitReader(r, tx.st.cfg.Server.MaxHeaderBytes)}
 	body := newCRLFReader(in)
 	msg := io.MultiReader(strings.NewReader(s.received(tx, start)), body)
 	counted := &countingReader{r: msg}
@@ -253,7 +254,10 @@ func (s *session) reply(err error) *smtp.SMTPError {
 func clientDataError(err error) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return se // go-smtp's 552 5.3.4 for a message past max_message_bytes
+		return se // 552 5.3.4 for a message past max_message_bytes or max_header_bytes
+	}
+	if isTimeout(err) {
+		return errDataTimeout
 	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message not received completely"}
 }

@@ -115,6 +115,15 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 // Mail implements smtp.Session: it picks the transaction's profile.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.tx != nil {
+		// RFC 5321 §4.1.4: MAIL during a transaction is out of sequence.
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: send RSET first"}
+	}
+	if from != "" {
+		if err := checkAddress(from, opts != nil && opts.UTF8, true); err != nil {
+			return err
+		}
+	}
 	st := s.srv.state.Load()
 	var user *config.User
 	if s.user != "" {
@@ -147,6 +156,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	if to == "" {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Empty recipient address"}
+	}
+	if err := checkAddress(to, tx.utf8, false); err != nil {
+		return err
 	}
 	if s.direct() {
 		if err := s.begin(); err != nil {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -100,6 +101,55 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// fakeClock is a clock whose Sleep advances it at once, so that tests of
+// the AUTH throttle do not wait; it records each sleep.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+	frozen bool // Sleep does not advance the clock: as if the client had not waited
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen {
+		c.now = c.now.Add(d)
+	}
+	c.sleeps = append(c.sleeps, d)
+	return nil
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Sleeps returns the sleeps so far and forgets them.
+func (c *fakeClock) Sleeps() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sleeps
+	c.sleeps = nil
+	return s
+}
+
+func (c *fakeClock) options() Options { return Options{Now: c.Now, Sleep: c.Sleep} }
 
 // upstreamConfig is a configuration whose profile "up" delivers directly
 // to u; extra goes into [server].

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,18 @@ type Limits struct {
 	// keeps a connection alive with a command every few seconds still
 	// gives its slot back. Default 1 hour.
 	SessionTimeout time.Duration
+
+	// AuthDelay is the delay after the second failed login from one
+	// address; it doubles with each further failure up to AuthMaxDelay.
+	// The first failure is not delayed (a typo). Defaults 1 s and 16 s,
+	// Dovecot's auth penalty schedule.
+	AuthDelay, AuthMaxDelay time.Duration
+	// AuthForget is how long an address's failures are remembered after
+	// its last one; default 15 minutes.
+	AuthForget time.Duration
+	// AuthClients caps the number of addresses whose failures are
+	// remembered (least recently failed forgotten first); default 4096.
+	AuthClients int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -36,7 +49,28 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.DataTimeout, 10*time.Minute)
 	def(&l.SessionTimeout, time.Hour)
+	def(&l.AuthDelay, time.Second)
+	def(&l.AuthMaxDelay, 16*time.Second)
+	def(&l.AuthForget, 15*time.Minute)
+	if l.AuthClients <= 0 {
+		l.AuthClients = 4096
+	}
 	return l
+}
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // deadlineConn enforces relay's time limits on a client connection.

@@ -27,6 +27,9 @@ type Options struct {
 	Transports TransportFactory
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Sleep waits for d or until ctx ends; default a timer. The AUTH
+	// throttle waits with it.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Limits bound each connection beyond the configuration (limits.go).
 	Limits Limits
 }
@@ -40,6 +43,8 @@ type Server struct {
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
+
+	throttle *authThrottle
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int
@@ -61,11 +66,15 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleepCtx
+	}
 	opts.Limits = opts.Limits.withDefaults()
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
 	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int)}
+	s.throttle = newAuthThrottle(opts.Limits, opts.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
 		return nil, err

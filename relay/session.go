@@ -84,31 +84,31 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		// RFC 4954 §6: 538 encryption required for requested mechanism.
 		return nil, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required: use STARTTLS before AUTH"}
 	}
-	check := func(name, password string) error {
+	// throttle.go: failures are slowed down and logged there.
+	check := s.throttled(mech, func(name, password string) error {
 		u := s.srv.state.Load().policy.User(name)
 		hash := dummyHash
 		if u != nil {
 			hash = []byte(u.PasswordHash)
 		}
 		if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
-			s.logger.Warn("authentication failed", "user", name, "mechanism", mech)
 			return smtp.ErrAuthFailed
 		}
 		s.user = name
 		s.logger = s.logger.With("user", name)
 		s.logger.Debug("authenticated", "mechanism", mech)
 		return nil
-	}
+	})
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, name, password string) error {
+		return saslError{sasl.NewPlainServer(func(identity, name, password string) error {
 			if identity != "" && identity != name {
 				return smtp.ErrAuthFailed
 			}
 			return check(name, password)
-		}), nil
+		}).Next}, nil
 	case sasl.Login:
-		return sasllogin.NewServer(check), nil
+		return saslError{sasllogin.NewServer(check).Next}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }

@@ -319,13 +319,20 @@ func (s *session) received(tx *transaction, now time.Time) string {
 	if s.user != "" {
 		proto += "A"
 	}
-	helo := sanitizeHeader(s.helo)
+	helo := s.helo
+	if s.conn != nil {
+		helo = s.conn.Hostname() // the latest EHLO, not the first
+	}
+	// RFC 5321 §4.5.3.1.2: a domain has at most 255 octets; a longer
+	// name would make a header line the upstream refuses (RFC 5322
+	// §2.1.1: 998).
+	helo = sanitizeHeader(helo[:min(len(helo), 255)])
 	if helo == "" {
 		helo = "unknown"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relay) with %s id %s", helo, s.remote, sanitizeHeader(tx.st.cfg.Server.Hostname), proto, tx.id)
-	if len(tx.rcpts) == 1 {
+	if len(tx.rcpts) == 1 && len(tx.rcpts[0]) <= 254 { // RFC 5321 §4.5.3.1.3
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeHeader(tx.rcpts[0]))
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))

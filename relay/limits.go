@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -99,6 +100,8 @@ type deadlineConn struct {
 	mu      sync.Mutex
 	dataEnd time.Time // zero: not reading a message
 	expired bool
+
+	eof atomic.Bool // the client has closed its side
 }
 
 func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
@@ -148,6 +151,9 @@ func (c *deadlineConn) beginData() {
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
 	if err != nil && isTimeout(err) {
 		c.expire()
 	} else if n > 0 {
@@ -199,6 +205,36 @@ func (s *session) beginData() {
 	if dc := deadlinesOf(s.conn.Conn()); dc != nil {
 		dc.beginData()
 	}
+}
+
+// eofGuard turns the end of a message into io.ErrUnexpectedEOF when the
+// client's side of the connection has ended. go-smtp's BDAT copies a chunk
+// with io.Copy from an io.LimitReader, which takes a connection closed in
+// the middle of the chunk for the end of the chunk: the message would be
+// passed on cut short. (For DATA, go-smtp itself reports
+// io.ErrUnexpectedEOF.)
+type eofGuard struct {
+	r  io.Reader
+	dc *deadlineConn
+}
+
+// guardEOF wraps the reader of a message with an eofGuard.
+func (s *session) guardEOF(r io.Reader) io.Reader {
+	if s.conn == nil {
+		return r
+	}
+	if dc := deadlinesOf(s.conn.Conn()); dc != nil {
+		return eofGuard{r: r, dc: dc}
+	}
+	return r
+}
+
+func (g eofGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err == io.EOF && g.dc.eof.Load() {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // errDataTimeout answers a message that did not arrive in time. The

@@ -347,3 +347,36 @@ func TestConnectionFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestCutOffMessageIsNotPassedOn: a client whose connection ends in the
+// middle of a message, in DATA or in a BDAT chunk, gets no 250 and the
+// upstream gets nothing.
+func TestCutOffMessageIsNotPassedOn(t *testing.T) {
+	for _, tt := range []struct{ name, cmd, body string }{
+		{"DATA", "DATA", "Subject: cut\r\n\r\nonly part"},
+		{"BDAT", "BDAT 1000 LAST", "Subject: cut\r\n\r\nonly part"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+			h := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+			c := dial(t, h.addr)
+			c.ehlo()
+			c.must("MAIL FROM:<a@example.com>", 250, "")
+			c.must("RCPT TO:<b@example.com>", 250, "")
+			c.send(tt.cmd)
+			if tt.cmd == "DATA" {
+				c.expect(354)
+			}
+			c.conn.Write([]byte(tt.body))
+			c.conn.(*net.TCPConn).CloseWrite()
+			lines := readAll(t, c.conn)
+			if len(lines) == 0 || !strings.HasPrefix(lines[0], "451 4.4.2 ") {
+				t.Errorf("a message cut off by the end of the connection got %q; want 451 4.4.2", lines)
+			}
+			h.waitIdle(t)
+			if n := len(u.Messages()); n != 0 {
+				t.Fatalf("upstream got %d messages cut short", n)
+			}
+		})
+	}
+}

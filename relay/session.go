@@ -211,7 +211,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	start := s.srv.opts.Now()
 	s.beginData() // limits.go: a bounded time for the whole message
-	in := &readErrRecorder{r: newHeaderLimitReader(r, tx.st.cfg.Server.MaxHeaderBytes)}
+	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(r), tx.st.cfg.Server.MaxHeaderBytes)}
 	body := newCRLFReader(in)
 	msg := io.MultiReader(strings.NewReader(s.received(tx, start)), body)
 	counted := &countingReader{r: msg}

@@ -104,6 +104,7 @@ func hostileCases() []hostileCase {
 		{name: "BDAT before MAIL", setup: ehlo, input: "BDAT 5 LAST\r\nhello", want: []string{"502 5.5.1"}},
 		{name: "BDAT with a bad size", setup: inRcpt, input: "BDAT many\r\n", want: []string{"501 5.5.4"}},
 		{name: "AUTH before EHLO", input: "AUTH PLAIN " + b64("\x00app\x00app-pw") + "\r\n", want: []string{"502 5.5.1"}},
+		{name: "AUTH inside a transaction", setup: inMail, input: "AUTH PLAIN " + b64("\x00app\x00app-pw") + "\r\n", want: []string{"503 5.5.1"}},
 		{name: "AUTH twice", setup: loggedIn, input: "AUTH PLAIN " + b64("\x00app\x00app-pw") + "\r\n", want: []string{"503 5.5.1"}},
 		{name: "STARTTLS without a certificate", setup: ehlo, input: "STARTTLS\r\n", want: []string{"502 5.5.1"}},
 		{name: "STARTTLS with trailing garbage", input: "STARTTLSXYZ\r\n", want: []string{"502 5.5.1"}},

@@ -199,11 +199,8 @@ func deadlinesOf(c net.Conn) *deadlineConn {
 
 // beginData starts the DATA deadline of the session's connection.
 func (s *session) beginData() {
-	if s.conn == nil {
-		return
-	}
-	if dc := deadlinesOf(s.conn.Conn()); dc != nil {
-		dc.beginData()
+	if s.dc != nil {
+		s.dc.beginData()
 	}
 }
 
@@ -220,13 +217,10 @@ type eofGuard struct {
 
 // guardEOF wraps the reader of a message with an eofGuard.
 func (s *session) guardEOF(r io.Reader) io.Reader {
-	if s.conn == nil {
+	if s.dc == nil {
 		return r
 	}
-	if dc := deadlinesOf(s.conn.Conn()); dc != nil {
-		return eofGuard{r: r, dc: dc}
-	}
-	return r
+	return eofGuard{r: r, dc: s.dc}
 }
 
 func (g eofGuard) Read(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -378,5 +379,20 @@ func TestCutOffMessageIsNotPassedOn(t *testing.T) {
 				t.Fatalf("upstream got %d messages cut short", n)
 			}
 		})
+	}
+}
+
+// TestDeadlinesUnderTLS: after STARTTLS go-smtp's connection is a
+// *tls.Conn over relay's deadlineConn; the session must still find it.
+func TestDeadlinesUnderTLS(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	dc := newDeadlineConn(a, time.Second, Limits{}.withDefaults(), time.Now())
+	if got := deadlinesOf(tls.Server(dc, &tls.Config{})); got != dc {
+		t.Fatalf("deadlinesOf(tls.Server(dc)) = %p; want %p", got, dc)
+	}
+	if got := deadlinesOf(dc); got != dc {
+		t.Fatalf("deadlinesOf(dc) = %p; want %p", got, dc)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -40,6 +41,13 @@ type session struct {
 	// kept for the next transaction to the same profile.
 	delivery        Delivery
 	deliveryProfile string
+
+	// dataMu is held by Data while it runs. go-smtp runs Data for BDAT in
+	// a goroutine of its own and goes on reading commands, so Reset and
+	// Logout may come while Data still uses the transaction and the
+	// upstream connection (bdat.go).
+	dataMu sync.Mutex
+	dc     *deadlineConn // the connection's limits (limits.go)
 }
 
 // transaction is one message from MAIL FROM to the end of DATA.
@@ -59,6 +67,7 @@ func newSession(s *Server, c *smtp.Conn) *session {
 	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), tls: isTLS, helo: c.Hostname()}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.logger = s.logger.With("client", sess.remote.String())
+	sess.dc = deadlinesOf(c.Conn())
 	return sess
 }
 
@@ -80,6 +89,10 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("relay: no such user"), bc
 
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.tx != nil {
+		// RFC 4954 §4: AUTH is not permitted during a mail transaction.
+		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
+	}
 	if !s.authAllowed() {
 		// RFC 4954 §6: 538 encryption required for requested mechanism.
 		return nil, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required: use STARTTLS before AUTH"}
@@ -123,6 +136,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if err := checkAddress(from, opts != nil && opts.UTF8, true); err != nil {
 			return err
 		}
+	}
+	if s.conn != nil {
+		s.helo = s.conn.Hostname() // the latest EHLO, for the Received header
 	}
 	st := s.srv.state.Load()
 	var user *config.User
@@ -205,6 +221,8 @@ func (s *session) begin() error {
 // Data implements smtp.Session. Every error it returns is an
 // *smtp.SMTPError: go-smtp turns anything else into a permanent 554.
 func (s *session) Data(r io.Reader) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
@@ -290,6 +308,10 @@ func splitEnhancedCode(s string) (smtp.EnhancedCode, string, bool) {
 
 // Reset implements smtp.Session.
 func (s *session) Reset() {
+	// go-smtp has ended a BDAT message before it calls Reset, so a Data
+	// still running ends soon.
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	if s.tx != nil && s.tx.begun && s.delivery != nil {
 		if err := s.delivery.Reset(s.ctx); err != nil {
 			s.delivery.Close()
@@ -301,11 +323,18 @@ func (s *session) Reset() {
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error {
+	s.cancel()
+	if !s.dataMu.TryLock() {
+		// Data is still running for BDAT: on STARTTLS go-smtp logs the
+		// session out before it ends the message (bdat.go).
+		go s.logoutAfterData()
+		return nil
+	}
+	defer s.dataMu.Unlock()
 	if s.delivery != nil {
 		s.delivery.Close()
 		s.delivery = nil
 	}
-	s.cancel()
 	return nil
 }
 
@@ -320,9 +349,6 @@ func (s *session) received(tx *transaction, now time.Time) string {
 		proto += "A"
 	}
 	helo := s.helo
-	if s.conn != nil {
-		helo = s.conn.Hostname() // the latest EHLO, not the first
-	}
 	// RFC 5321 §4.5.3.1.2: a domain has at most 255 octets; a longer
 	// name would make a header line the upstream refuses (RFC 5322
 	// §2.1.1: 998).

@@ -9,13 +9,23 @@ package relay
 // BDAT goroutine was still writing, and the upstream could accept a
 // message the client had abandoned.
 //
-// So Data holds session.dataMu while it runs; Reset waits for it (the pipe
-// is closed by then, so Data ends); Logout, which may come before the pipe
-// is closed, cancels the session's context and leaves closing the
-// upstream connection to logoutAfterData; AUTH inside a transaction is
-// refused (RFC 4954 §4); and Data reads nothing from go-smtp's Conn,
-// whose fields the command loop writes: the EHLO name is taken in Mail and
-// the connection's limits in newSession.
+// So Data holds session.dataMu while it runs, and Mail, Rcpt and Reset
+// take it too: go-smtp refuses MAIL and RCPT while a BDAT message is open
+// and closes the pipe before it calls Reset, so none of them waits for a
+// Data that waits for them. An empty chunk ("BDAT 0") writes nothing into
+// the pipe, so its Data may start only after RSET and a new MAIL: it then
+// finds the pipe closed, fails, and never completes a message. Logout, which
+// may come before the pipe is closed, cancels the session's context and
+// leaves closing the upstream connection to logoutAfterData. AUTH inside a
+// transaction is refused (RFC 4954 §4). Data reads nothing from go-smtp's
+// Conn, whose fields the command loop writes: the EHLO name is taken in
+// Mail and the connection's limits in newSession.
+//
+// What relay cannot mend: go-smtp's BDAT goroutine sends Data's result on
+// Conn.dataResult after Data returns, and the next BDAT command replaces
+// that channel without waiting (go test -race reports it), so after a BDAT
+// message abandoned by RSET, a second BDAT message on the same connection
+// may be answered with the first one's result.
 
 // logoutAfterData closes the upstream connection once Data has returned.
 // Data returns soon: the session's context is cancelled, which ends any

@@ -42,10 +42,10 @@ type session struct {
 	delivery        Delivery
 	deliveryProfile string
 
-	// dataMu is held by Data while it runs. go-smtp runs Data for BDAT in
-	// a goroutine of its own and goes on reading commands, so Reset and
-	// Logout may come while Data still uses the transaction and the
-	// upstream connection (bdat.go).
+	// dataMu guards tx and the upstream connection; Data holds it while
+	// it runs. go-smtp runs Data for BDAT in a goroutine of its own and
+	// goes on reading commands, so Reset, Logout and even MAIL may come
+	// while a Data still runs or has yet to start (bdat.go).
 	dataMu sync.Mutex
 	dc     *deadlineConn // the connection's limits (limits.go)
 }
@@ -128,6 +128,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 // Mail implements smtp.Session: it picks the transaction's profile.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	if s.tx != nil {
 		// RFC 5321 §4.1.4: MAIL during a transaction is out of sequence.
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: send RSET first"}
@@ -163,6 +165,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. In direct mode the recipient is passed to
 // the upstream at once, so the client sees the upstream's answer for it.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	tx := s.tx
 	if tx == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}

@@ -88,6 +88,9 @@ token_url = "https://login.example.com/token"
 			if name == "valid" && (code != 0 || !strings.Contains(out, "office365")) {
 				t.Fatalf("relay check of the valid file: exit %d\n%s", code, out)
 			}
+			if name == "valid" && !strings.Contains(out, "every user on this machine may read it (mode 0644)") {
+				t.Errorf("relay check does not warn that the file with secrets is readable by all:\n%s", out)
+			}
 			if name != "valid" && code == 0 {
 				t.Fatalf("relay check accepted a broken file:\n%s", out)
 			}

@@ -39,6 +39,9 @@ type Server struct {
 	MaxRecipients   int      `toml:"max_recipients"`    // more recipients get 452 4.5.3
 	ReadTimeout     Duration `toml:"read_timeout"`      // idle or slow clients get 421 4.4.2
 	WriteTimeout    Duration `toml:"write_timeout"`
+	// MaxHeaderBytes caps the header section of a message (everything
+	// before the first empty line); a longer one gets 552 5.3.4.
+	MaxHeaderBytes int64 `toml:"max_header_bytes"`
 	// AllowUnauthenticated lists the networks that may send without AUTH;
 	// their mail is routed by envelope sender.
 	AllowUnauthenticated []string `toml:"allow_unauthenticated"`

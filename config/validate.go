@@ -22,6 +22,7 @@ func defaultServer() Server {
 		DataDir:                 "./relay-data",
 		MaxMessageBytes:         26214400, // 25 MiB, Office 365's and Gmail's own limit
 		MaxRecipients:           100,
+		MaxHeaderBytes:          1 << 20, // 1 MiB, Exim's header_maxsize
 		ReadTimeout:             Duration(60 * time.Second),
 		WriteTimeout:            Duration(60 * time.Second),
 		AllowUnauthenticated:    []string{"127.0.0.0/8", "::1/128"},
@@ -139,6 +140,9 @@ func (l *loader) validateServer(c *Config) {
 	}
 	if s.MaxRecipients <= 0 {
 		l.addf("server.max_recipients", "must be positive")
+	}
+	if s.MaxHeaderBytes <= 0 {
+		l.addf("server.max_header_bytes", "must be positive")
 	}
 	if s.ReadTimeout <= 0 {
 		l.addf("server.read_timeout", "must be positive")

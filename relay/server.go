@@ -35,6 +35,11 @@ type Options struct {
 	// metrics. It is called synchronously from the message path and must
 	// not block.
 	Events func(Event)
+	// Sleep waits for d or until ctx ends; default a timer. The AUTH
+	// throttle waits with it.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Limits bound each connection beyond the configuration (limits.go).
+	Limits Limits
 }
 
 // Server is relay's SMTP listener for legacy applications.
@@ -48,6 +53,8 @@ type Server struct {
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
+
+	throttle *authThrottle
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int
@@ -69,10 +76,15 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleepCtx
+	}
+	opts.Limits = opts.Limits.withDefaults()
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
 	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int)}
+	s.throttle = newAuthThrottle(opts.Limits, opts.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
 		return nil, err
@@ -86,6 +98,10 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.Domain = sc.Hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
 	srv.MaxRecipients = sc.MaxRecipients
+	// RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: 512 octets for a command line,
+	// 1000 for a text line; go-smtp doubles the larger one, as §4.5.3.1
+	// asks servers to be liberal, and drops a client past it with 500.
+	srv.MaxLineLength = 2000
 	srv.ReadTimeout = sc.ReadTimeout.D()
 	srv.WriteTimeout = sc.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
@@ -193,7 +209,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
-			return &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}, nil
+			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
+			return newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now()), nil
 		}
 		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
 		c.SetWriteDeadline(time.Now().Add(time.Second))

@@ -42,6 +42,13 @@ type session struct {
 	// kept for the next transaction to the same profile.
 	delivery        Delivery
 	deliveryProfile string
+
+	// dataMu guards tx and the upstream connection; Data holds it while
+	// it runs. go-smtp runs Data for BDAT in a goroutine of its own and
+	// goes on reading commands, so Reset, Logout and even MAIL may come
+	// while a Data still runs or has yet to start (bdat.go).
+	dataMu sync.Mutex
+	dc     *deadlineConn // the connection's limits (limits.go)
 }
 
 // transaction is one message from MAIL FROM to the end of DATA.
@@ -61,6 +68,7 @@ func newSession(s *Server, c *smtp.Conn) *session {
 	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), tls: isTLS, helo: c.Hostname()}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.logger = s.logger.With("client", sess.remote.String())
+	sess.dc = deadlinesOf(c.Conn())
 	return sess
 }
 
@@ -86,41 +94,59 @@ var dummyHash = sync.OnceValue(func() []byte {
 
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.tx != nil {
+		// RFC 4954 §4: AUTH is not permitted during a mail transaction.
+		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
+	}
 	if !s.authAllowed() {
 		// RFC 4954 §6: 538 encryption required for requested mechanism.
 		return nil, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required: use STARTTLS before AUTH"}
 	}
-	check := func(name, password string) error {
+	// throttle.go: failures are slowed down and logged there.
+	check := s.throttled(mech, func(name, password string) error {
 		u := s.srv.state.Load().policy.User(name)
 		hash := dummyHash()
 		if u != nil {
 			hash = []byte(u.PasswordHash)
 		}
 		if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
-			s.logger.Warn("authentication failed", "user", name, "mechanism", mech)
 			return smtp.ErrAuthFailed
 		}
 		s.user = name
 		s.logger = s.logger.With("user", name)
 		s.logger.Debug("authenticated", "mechanism", mech)
 		return nil
-	}
+	})
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, name, password string) error {
+		return saslError{sasl.NewPlainServer(func(identity, name, password string) error {
 			if identity != "" && identity != name {
 				return smtp.ErrAuthFailed
 			}
 			return check(name, password)
-		}), nil
+		}).Next}, nil
 	case sasl.Login:
-		return sasllogin.NewServer(check), nil
+		return saslError{sasllogin.NewServer(check).Next}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
 // Mail implements smtp.Session: it picks the transaction's profile.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	if s.tx != nil {
+		// RFC 5321 §4.1.4: MAIL during a transaction is out of sequence.
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: send RSET first"}
+	}
+	if from != "" {
+		if err := checkAddress(from, opts != nil && opts.UTF8, true); err != nil {
+			return err
+		}
+	}
+	if s.conn != nil {
+		s.helo = s.conn.Hostname() // the latest EHLO, for the Received header
+	}
 	st := s.srv.state.Load()
 	var user *config.User
 	if s.user != "" {
@@ -144,6 +170,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. In direct mode the recipient is passed to
 // the upstream at once, so the client sees the upstream's answer for it.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	tx := s.tx
 	if tx == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
@@ -153,6 +181,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	if to == "" {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Empty recipient address"}
+	}
+	if err := checkAddress(to, tx.utf8, false); err != nil {
+		return err
 	}
 	if s.direct() {
 		if err := s.begin(); err != nil {
@@ -201,12 +232,15 @@ func (s *session) begin() error {
 // Data implements smtp.Session. Every error it returns is an
 // *smtp.SMTPError: go-smtp turns anything else into a permanent 554.
 func (s *session) Data(r io.Reader) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
 	}
 	start := s.srv.opts.Now()
-	in := &readErrRecorder{r: r}
+	s.beginData() // limits.go: a bounded time for the whole message
+	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(r), tx.st.cfg.Server.MaxHeaderBytes)}
 	body := newCRLFReader(in)
 	if !s.direct() {
 		return s.enqueue(tx, in, body, start)
@@ -320,7 +354,10 @@ func (s *session) reply(err error) *smtp.SMTPError {
 func clientDataError(err error) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return se // go-smtp's 552 5.3.4 for a message past max_message_bytes
+		return se // 552 5.3.4 for a message past max_message_bytes or max_header_bytes
+	}
+	if isTimeout(err) {
+		return errDataTimeout
 	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message not received completely"}
 }
@@ -341,6 +378,10 @@ func splitEnhancedCode(s string) (smtp.EnhancedCode, string, bool) {
 
 // Reset implements smtp.Session.
 func (s *session) Reset() {
+	// go-smtp has ended a BDAT message before it calls Reset, so a Data
+	// still running ends soon.
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	if s.tx != nil && s.tx.begun && s.delivery != nil {
 		if err := s.delivery.Reset(s.ctx); err != nil {
 			s.delivery.Close()
@@ -352,11 +393,18 @@ func (s *session) Reset() {
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error {
+	s.cancel()
+	if !s.dataMu.TryLock() {
+		// Data is still running for BDAT: on STARTTLS go-smtp logs the
+		// session out before it ends the message (bdat.go).
+		go s.logoutAfterData()
+		return nil
+	}
+	defer s.dataMu.Unlock()
 	if s.delivery != nil {
 		s.delivery.Close()
 		s.delivery = nil
 	}
-	s.cancel()
 	return nil
 }
 
@@ -370,13 +418,17 @@ func (s *session) received(tx *transaction, now time.Time) string {
 	if s.user != "" {
 		proto += "A"
 	}
-	helo := sanitizeHeader(s.helo)
+	helo := s.helo
+	// RFC 5321 §4.5.3.1.2: a domain has at most 255 octets; a longer
+	// name would make a header line the upstream refuses (RFC 5322
+	// §2.1.1: 998).
+	helo = sanitizeHeader(helo[:min(len(helo), 255)])
 	if helo == "" {
 		helo = "unknown"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relay) with %s id %s", helo, s.remote, sanitizeHeader(tx.st.cfg.Server.Hostname), proto, tx.id)
-	if len(tx.rcpts) == 1 {
+	if len(tx.rcpts) == 1 && len(tx.rcpts[0]) <= 254 { // RFC 5321 §4.5.3.1.3
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeHeader(tx.rcpts[0]))
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))

@@ -1,0 +1,291 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Limits bound what one client connection may take from the server, beyond
+// the configuration's read_timeout, max_message_bytes and friends. The
+// zero value of a field means its default.
+type Limits struct {
+	// DataTimeout bounds the whole transfer of one message (DATA or a
+	// BDAT chunk), however steadily the client trickles it; within it,
+	// read_timeout applies to each read. Default 10 minutes: 25 MiB, the
+	// default max_message_bytes, at 44 kB/s.
+	DataTimeout time.Duration
+	// SessionTimeout bounds a whole connection, so that a client that
+	// keeps a connection alive with a command every few seconds still
+	// gives its slot back. Default 1 hour.
+	SessionTimeout time.Duration
+
+	// AuthDelay is the delay after the second failed login from one
+	// address; it doubles with each further failure up to AuthMaxDelay.
+	// The first failure is not delayed (a typo). Defaults 1 s and 16 s,
+	// Dovecot's auth penalty schedule.
+	AuthDelay, AuthMaxDelay time.Duration
+	// AuthForget is how long an address's failures are remembered after
+	// its last one; default 15 minutes.
+	AuthForget time.Duration
+	// AuthClients caps the number of addresses whose failures are
+	// remembered (least recently failed forgotten first); default 4096.
+	AuthClients int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&l.DataTimeout, 10*time.Minute)
+	def(&l.SessionTimeout, time.Hour)
+	def(&l.AuthDelay, time.Second)
+	def(&l.AuthMaxDelay, 16*time.Second)
+	def(&l.AuthForget, 15*time.Minute)
+	if l.AuthClients <= 0 {
+		l.AuthClients = 4096
+	}
+	return l
+}
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deadlineConn enforces relay's time limits on a client connection.
+//
+// go-smtp sets a read deadline of read_timeout before each command line it
+// reads, and leaves it in place while the message of a DATA or BDAT command
+// is read, so on its own a message must arrive whole within read_timeout of
+// its command and a client that sends a short command every few seconds
+// keeps its connection forever. deadlineConn changes three things:
+//
+//   - while a message is read (beginData until go-smtp's next command),
+//     each read that makes progress extends the deadline by read_timeout,
+//     but never past DataTimeout after the message began;
+//   - no deadline goes past SessionTimeout after the connection was
+//     accepted;
+//   - once a read or a write has timed out, every later read fails at
+//     once, so go-smtp answers 421 4.4.2 and closes: a half-read message
+//     is never parsed as commands, and a client that does not read its
+//     replies is dropped.
+type deadlineConn struct {
+	net.Conn
+	idle       time.Duration
+	data       time.Duration
+	sessionEnd time.Time
+
+	mu      sync.Mutex
+	dataEnd time.Time // zero: not reading a message
+	expired bool
+
+	eof atomic.Bool // the client has closed its side
+}
+
+func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
+	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout)}
+}
+
+// clamp returns the deadline to use instead of t; c.mu is held.
+func (c *deadlineConn) clamp(t time.Time) time.Time {
+	if c.expired {
+		return time.Unix(1, 0)
+	}
+	if t.IsZero() || t.After(c.sessionEnd) {
+		t = c.sessionEnd
+	}
+	if !c.dataEnd.IsZero() && t.After(c.dataEnd) {
+		t = c.dataEnd
+	}
+	return t
+}
+
+// SetReadDeadline is called by go-smtp before each command line: the
+// message, if one was being read, is over.
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dataEnd = time.Time{}
+	return c.Conn.SetReadDeadline(c.clamp(t))
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(c.clamp(t))
+}
+
+// beginData starts the deadline of one message.
+func (c *deadlineConn) beginData() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	c.dataEnd = now.Add(c.data)
+	c.Conn.SetReadDeadline(c.clamp(now.Add(c.idle)))
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
+	if err != nil && isTimeout(err) {
+		c.expire()
+	} else if n > 0 {
+		c.mu.Lock()
+		if !c.dataEnd.IsZero() && !c.expired {
+			c.Conn.SetReadDeadline(c.clamp(time.Now().Add(c.idle)))
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && isTimeout(err) {
+		c.expire()
+	}
+	return n, err
+}
+
+// expire makes every later read fail with a timeout.
+func (c *deadlineConn) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expired = true
+	c.Conn.SetReadDeadline(c.clamp(time.Time{}))
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// deadlinesOf finds relay's deadlineConn under a go-smtp connection, which
+// is a *tls.Conn after STARTTLS.
+func deadlinesOf(c net.Conn) *deadlineConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	dc, _ := c.(*deadlineConn)
+	return dc
+}
+
+// beginData starts the DATA deadline of the session's connection.
+func (s *session) beginData() {
+	if s.dc != nil {
+		s.dc.beginData()
+	}
+}
+
+// eofGuard turns the end of a message into io.ErrUnexpectedEOF when the
+// client's side of the connection has ended. go-smtp's BDAT copies a chunk
+// with io.Copy from an io.LimitReader, which takes a connection closed in
+// the middle of the chunk for the end of the chunk: the message would be
+// passed on cut short. (For DATA, go-smtp itself reports
+// io.ErrUnexpectedEOF.)
+type eofGuard struct {
+	r  io.Reader
+	dc *deadlineConn
+}
+
+// guardEOF wraps the reader of a message with an eofGuard.
+func (s *session) guardEOF(r io.Reader) io.Reader {
+	if s.dc == nil {
+		return r
+	}
+	return eofGuard{r: r, dc: s.dc}
+}
+
+func (g eofGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err == io.EOF && g.dc.eof.Load() {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// errDataTimeout answers a message that did not arrive in time. The
+// connection is dropped right after it (deadlineConn.expire).
+var errDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout: message not received in time, closing connection"}
+
+// headerLimitReader fails once the header section of a message (its
+// header fields, not the empty line that ends them) is longer than max
+// bytes. It
+// reads the message as the client sent it, so it counts a bare CR or a
+// bare LF as a line ending, as crlfReader does.
+type headerLimitReader struct {
+	r    io.Reader
+	max  int64
+	n    int64 // header bytes so far
+	bol  bool  // at the beginning of a line
+	cr   bool  // the last byte was a CR
+	done bool  // the header section has ended
+	err  error // the header section was too big
+}
+
+func newHeaderLimitReader(r io.Reader, max int64) *headerLimitReader {
+	return &headerLimitReader{r: r, max: max, bol: true}
+}
+
+func (h *headerLimitReader) Read(p []byte) (int, error) {
+	if h.err != nil {
+		return 0, h.err
+	}
+	n, err := h.r.Read(p)
+	if h.done {
+		return n, err
+	}
+	for i, b := range p[:n] {
+		h.n++
+		switch {
+		case b == '\n' && h.cr:
+			h.cr = false // the LF of a CRLF: the line ended at its CR
+		case b == '\r' || b == '\n':
+			if h.bol {
+				h.done = true
+				return n, err
+			}
+			h.bol, h.cr = true, b == '\r'
+		default:
+			h.bol, h.cr = false, false
+		}
+		if h.n > h.max {
+			h.err = errHeaderTooBig(h.max)
+			return i, h.err
+		}
+	}
+	return n, err
+}
+
+// errHeaderTooBig: RFC 3463 X.3.4, message too big for system; the text
+// says which part was too big.
+func errHeaderTooBig(max int64) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message header section too big: more than %d bytes before the first empty line", max)}
+}

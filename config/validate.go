@@ -17,17 +17,20 @@ import (
 
 func defaultServer() Server {
 	return Server{
-		Listen:                  "127.0.0.1:2525",
-		Hostname:                "localhost",
-		DataDir:                 "./relay-data",
-		MaxMessageBytes:         26214400, // 25 MiB, Office 365's and Gmail's own limit
-		MaxRecipients:           100,
-		MaxHeaderBytes:          1 << 20, // 1 MiB, Exim's header_maxsize
-		ReadTimeout:             Duration(60 * time.Second),
-		WriteTimeout:            Duration(60 * time.Second),
-		AllowUnauthenticated:    []string{"127.0.0.0/8", "::1/128"},
-		MaxConnections:          100,
-		MaxConnectionsPerClient: 20,
+		Listen:               "127.0.0.1:2525",
+		Hostname:             "localhost",
+		DataDir:              "./relay-data",
+		MaxMessageBytes:      26214400, // 25 MiB, Office 365's and Gmail's own limit
+		MaxRecipients:        100,
+		MaxHeaderBytes:       1 << 20, // 1 MiB, Exim's header_maxsize
+		ReadTimeout:          Duration(60 * time.Second),
+		WriteTimeout:         Duration(60 * time.Second),
+		AllowUnauthenticated: []string{"127.0.0.0/8", "::1/128"},
+		// On a relay for legacy applications most clients share one
+		// address (127.0.0.1), so the per-client cap is generous; Postfix
+		// exempts its own networks from its cap of 50 altogether.
+		MaxConnections:          200,
+		MaxConnectionsPerClient: 100,
 	}
 }
 

@@ -42,24 +42,6 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// logBuffer collects log output from many goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // prof describes one OAuth2 profile for testConfig.
 type prof struct {
 	Name          string
@@ -79,7 +61,7 @@ type env struct {
 	t        *testing.T
 	as       *testpeer.AuthServer
 	dir      string
-	logs     *logBuffer
+	logs     *testpeer.Buffer
 	clock    *clock // nil: real time
 	callback *httptest.Server
 	cbMu     sync.Mutex
@@ -90,7 +72,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts testpeer.AuthOptions) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), logs: &logBuffer{}}
+	e := &env{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}}
 	// The redirect URI must be registered before the server starts, so
 	// the callback listener comes first and finds its Manager later.
 	e.callback = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

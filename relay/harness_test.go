@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -23,7 +22,7 @@ import (
 type harness struct {
 	addr string
 	srv  *Server
-	logs *syncBuffer
+	logs *testpeer.Buffer
 }
 
 // startHarness runs a relay server for the configuration text. Its debug
@@ -36,7 +35,7 @@ func startHarness(t testing.TB, cfgText string, opts Options) *harness {
 		t.Fatalf("config: %v", err)
 	}
 	pki := testpeer.TestPKI(t)
-	logs := &syncBuffer{}
+	logs := &testpeer.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Transports = func(p *config.Profile) (Transport, error) {
 		if p.Kind == config.KindMaildir {
@@ -83,23 +82,6 @@ func (h *harness) waitIdle(t testing.TB) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("the server still holds %d connections", h.connections())
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // fakeClock is a clock whose Sleep advances it at once, so that tests of

@@ -108,7 +108,7 @@ func grantInBackground(t *testing.T, dir string, auth *testpeer.AuthServer, want
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testpeer.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,8 +45,8 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testpeer.Buffer
+	stderr *testpeer.Buffer
 }
 
 // startBinary runs `relay serve args...` in dir and waits until it
@@ -64,7 +63,7 @@ func startBinary(t *testing.T, dir string, env []string, args ...string) *proc {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RELAY_CONFIG=")
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	p := &proc{cmd: cmd, stdout: &testpeer.Buffer{}, stderr: &testpeer.Buffer{}}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -97,23 +96,6 @@ func startBinary(t *testing.T, dir string, env []string, args ...string) *proc {
 		t.Fatalf("relay did not start listening; stderr:\n%s", p.stderr)
 	}
 	return p
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func needTool(t *testing.T, name string) string {

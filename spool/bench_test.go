@@ -42,7 +42,7 @@ func BenchmarkCommitNoSync(b *testing.B) {
 
 // BenchmarkFsyncFloor is the disk's floor for comparison, run beside
 // BenchmarkCommit: one file per message, created, written, fsynced and
-// closed, with no envelope and no directory fsync (about what a queue that
+// closed, with no rename and no directory fsync (about what a queue that
 // trusts the file system's journal for directory entries pays).
 func BenchmarkFsyncFloor(b *testing.B) {
 	for _, writers := range []int{1, 10, 50} {
@@ -128,16 +128,16 @@ func benchCommit(b *testing.B, writers int, noSync bool) {
 	b.SetBytes(int64(len(body)))
 	ctx := context.Background()
 	runWriters(b, writers, func() error {
-		w, err := s.Create(ctx)
+		env := &Envelope{Profile: "sink", From: "bench@example.com",
+			Recipients: []Recipient{{Addr: "sink@example.com"}}}
+		w, err := s.Create(ctx, env)
 		if err != nil {
 			return err
 		}
 		for p := body; len(p) > 0; p = p[min(len(p), 1024):] {
 			w.Write(p[:min(len(p), 1024)])
 		}
-		env := &Envelope{Profile: "sink", From: "bench@example.com",
-			Recipients: []Recipient{{Addr: "sink@example.com"}}}
-		_, err = w.Commit(ctx, env)
+		_, err = w.Commit(ctx)
 		return err
 	})
 	b.ReportMetric(float64(s.syncer.fsyncs)/float64(b.N), "dirfsyncs/msg")

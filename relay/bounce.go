@@ -51,17 +51,14 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 		log.Error("cannot build a bounce", "error", err)
 		return
 	}
-	w, err := q.spool.Create(q.abort)
+	bounceEnv := &spool.Envelope{Profile: env.Profile, From: envFrom, Recipients: []spool.Recipient{{Addr: env.From}}, Bounce: true}
+	w, err := q.spool.Create(q.abort, bounceEnv)
 	if err == nil {
-		_, err = w.Write(data)
-		if err != nil {
+		if _, err = w.Write(data); err != nil {
 			w.Abort()
+		} else {
+			_, err = w.Commit(context.WithoutCancel(q.abort))
 		}
-	}
-	var bounceEnv *spool.Envelope
-	if err == nil {
-		bounceEnv = &spool.Envelope{Profile: env.Profile, From: envFrom, Recipients: []spool.Recipient{{Addr: env.From}}, Bounce: true}
-		_, err = w.Commit(context.WithoutCancel(q.abort), bounceEnv)
 	}
 	if err != nil {
 		log.Error("cannot queue a bounce", "error", err)
@@ -71,7 +68,8 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 	q.Enqueue(bounceEnv)
 }
 
-// originalHeaders reads the header section of a queued message.
+// originalHeaders reads the header section of a queued message: the
+// message as received, which the spool gives without its envelope line.
 func (q *Queue) originalHeaders(id string) []byte {
 	body, err := q.spool.Open(id)
 	if err != nil {

@@ -98,10 +98,76 @@ func TestQueueAcceptsThenDelivers(t *testing.T) {
 	}
 	m := u.WaitMessages(t, 1, 10*time.Second)[0]
 	id := strings.TrimPrefix(reply, "250 2.0.0 OK queued as ")
-	if !strings.Contains(string(m.Data), "id "+id) || !strings.HasSuffix(string(m.Data), msgBody) {
-		t.Fatalf("upstream got %q; want the body with a Received header naming %s", m.Data, id)
+	if !strings.HasPrefix(string(m.Data), "Received: ") || !strings.Contains(string(m.Data), "id "+id) || !strings.HasSuffix(string(m.Data), msgBody) {
+		t.Fatalf("upstream got %q; want the body after a Received header naming %s, and nothing else", m.Data, id)
 	}
 	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+}
+
+// TestQueueDeliversLegacySpool: mail queued by the relay of the two-file
+// spool format (ID.eml and ID.json, format 1) is delivered after an
+// upgrade: to the recipient the upstream takes, and bounced, quoting its
+// headers, for the one it refuses.
+func TestQueueDeliversLegacySpool(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: func(to string) error {
+		if to == "gone@example.com" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+		}
+		return nil
+	}})
+	dir := t.TempDir()
+	const id = "1j12l9p3krhqvsmrr5i"
+	body := "Received: from plc ([10.0.0.7])\r\n\tby relay (relay) with ESMTP id " + id + ";\r\n\tTue, 25 Nov 2025 07:59:12 +0000\r\n" +
+		"From: alarms@plant.example.com\r\nSubject: queued before the upgrade\r\n\r\nTank 3 high level\r\n"
+	env := fmt.Sprintf(`{
+  "version": 1,
+  "id": %q,
+  "profile": "up",
+  "from": "alarms@plant.example.com",
+  "recipients": [
+    {
+      "addr": "ops@example.com",
+      "state": "pending"
+    },
+    {
+      "addr": "gone@example.com",
+      "state": "pending"
+    }
+  ],
+  "arrived": "2025-11-25T07:59:12.123456Z",
+  "attempts": 0,
+  "size": %d
+}
+`, id, len(body))
+	os.MkdirAll(filepath.Join(dir, "queue"), 0o700)
+	os.WriteFile(filepath.Join(dir, "queue", id+".eml"), []byte(body), 0o600)
+	os.WriteFile(filepath.Join(dir, "queue", id+".json"), []byte(env), 0o600)
+
+	sp := openSpool(t, dir)
+	if sp.Len() != 1 {
+		t.Fatalf("spool of the two-file format loads %d messages; want 1", sp.Len())
+	}
+	startRelayWith(t, queueConfig(t, u.Addr, ""), sp)
+	msgs := u.WaitMessages(t, 2, 10*time.Second)
+	var orig, dsn *testpeer.Message
+	for i := range msgs {
+		if msgs[i].From == "" {
+			dsn = &msgs[i]
+		} else {
+			orig = &msgs[i]
+		}
+	}
+	if orig == nil || string(orig.Data) != body || len(orig.To) != 1 || orig.To[0] != "ops@example.com" {
+		t.Fatalf("upstream got %+v; want the queued message, as it was, to ops@example.com", orig)
+	}
+	if dsn == nil || !strings.Contains(string(dsn.Data), "Subject: queued before the upgrade") ||
+		!strings.Contains(string(dsn.Data), "Final-Recipient: rfc822; gone@example.com") {
+		t.Fatalf("bounce %+v; want one quoting the headers, for gone@example.com", dsn)
+	}
+	waitFor(t, "the spool to empty", 5*time.Second, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "queue", "*"))
+		return sp.Len() == 0 && len(files) == 0
+	})
 }
 
 // TestQueueUpstreamDownThenUp: a message gets 250 while the upstream is

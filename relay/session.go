@@ -290,10 +290,14 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // enqueue stores the message in the spool; the 250 is given only once it
-// and its envelope are on disk and fsynced.
+// is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
 	sp := s.srv.queue.spool
-	w, err := sp.Create(s.ctx)
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
+	for _, r := range tx.rcpts {
+		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
+	}
+	w, err := sp.Create(s.ctx, env)
 	if err != nil {
 		return s.localTrouble("create a spool file", err)
 	}
@@ -314,11 +318,7 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	if body.Normalized > 0 {
 		log.Info("line endings normalised to CRLF", "count", body.Normalized)
 	}
-	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
-	for _, r := range tx.rcpts {
-		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
-	}
-	if _, err := w.Commit(s.ctx, env); err != nil {
+	if _, err := w.Commit(s.ctx); err != nil {
 		return s.localTrouble("commit the message to the spool", err)
 	}
 	// Received comes before the queue may deliver it.

@@ -40,9 +40,21 @@ func BenchmarkCommitNoSync(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitRemove is BenchmarkCommit with every message removed
+// right after its Commit, as when the upstream takes each message at once:
+// the queue stays short, and files are created and deleted all the time,
+// which is what a file system's inode allocator sees under load.
+func BenchmarkCommitRemove(b *testing.B) {
+	for _, writers := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			benchCommitRemove(b, writers)
+		})
+	}
+}
+
 // BenchmarkFsyncFloor is the disk's floor for comparison, run beside
 // BenchmarkCommit: one file per message, created, written, fsynced and
-// closed, with no envelope and no directory fsync (about what a queue that
+// closed, with no rename and no directory fsync (about what a queue that
 // trusts the file system's journal for directory entries pays).
 func BenchmarkFsyncFloor(b *testing.B) {
 	for _, writers := range []int{1, 10, 50} {
@@ -128,17 +140,40 @@ func benchCommit(b *testing.B, writers int, noSync bool) {
 	b.SetBytes(int64(len(body)))
 	ctx := context.Background()
 	runWriters(b, writers, func() error {
-		w, err := s.Create(ctx)
+		env := &Envelope{Profile: "sink", From: "bench@example.com",
+			Recipients: []Recipient{{Addr: "sink@example.com"}}}
+		w, err := s.Create(ctx, env)
 		if err != nil {
 			return err
 		}
 		for p := body; len(p) > 0; p = p[min(len(p), 1024):] {
 			w.Write(p[:min(len(p), 1024)])
 		}
-		env := &Envelope{Profile: "sink", From: "bench@example.com",
-			Recipients: []Recipient{{Addr: "sink@example.com"}}}
-		_, err = w.Commit(ctx, env)
+		_, err = w.Commit(ctx)
 		return err
 	})
 	b.ReportMetric(float64(s.syncer.fsyncs)/float64(b.N), "dirfsyncs/msg")
+}
+
+func benchCommitRemove(b *testing.B, writers int) {
+	s := openSpool(b, benchDir(b), Options{})
+	body := benchBody()
+	b.SetBytes(int64(len(body)))
+	ctx := context.Background()
+	runWriters(b, writers, func() error {
+		env := &Envelope{Profile: "sink", From: "bench@example.com",
+			Recipients: []Recipient{{Addr: "sink@example.com"}}}
+		w, err := s.Create(ctx, env)
+		if err != nil {
+			return err
+		}
+		for p := body; len(p) > 0; p = p[min(len(p), 1024):] {
+			w.Write(p[:min(len(p), 1024)])
+		}
+		id, err := w.Commit(ctx)
+		if err != nil {
+			return err
+		}
+		return s.Remove(id)
+	})
 }

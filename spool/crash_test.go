@@ -50,7 +50,8 @@ func TestCrashChild(t *testing.T) {
 		wg.Go(func() {
 			ctx := context.Background()
 			for i := 0; ; i++ {
-				w, err := s.Create(ctx)
+				env := testEnvelope("a@example.com", "b@example.com")
+				w, err := s.Create(ctx, env)
 				if err != nil {
 					say("error %v", err)
 					os.Exit(2)
@@ -61,8 +62,7 @@ func TestCrashChild(t *testing.T) {
 						os.Exit(2)
 					}
 				}
-				env := testEnvelope("a@example.com", "b@example.com")
-				id, err := w.Commit(ctx, env)
+				id, err := w.Commit(ctx)
 				if err != nil {
 					say("error %v", err)
 					os.Exit(2)
@@ -73,6 +73,7 @@ func TestCrashChild(t *testing.T) {
 					env.Attempts = 1
 					env.Recipients[0].State = Delivered
 					env.LastError = "451 4.7.0 try again later"
+					say("updating %s", id) // from now on it may have an ID.json
 					if err := s.Update(ctx, env); err != nil {
 						say("error %v", err)
 						os.Exit(2)
@@ -102,6 +103,7 @@ func TestCrash(t *testing.T) {
 	dir := t.TempDir()
 	var (
 		committed = make(map[string]bool)
+		updating  = make(map[string]bool)
 		updated   = make(map[string]bool)
 		removing  = make(map[string]bool)
 		removed   = make(map[string]bool)
@@ -166,6 +168,8 @@ func TestCrash(t *testing.T) {
 			case "committed":
 				committed[id] = true
 				n++
+			case "updating":
+				updating[id] = true
 			case "updated":
 				updated[id] = true
 			case "removing":
@@ -202,11 +206,24 @@ func TestCrash(t *testing.T) {
 		if q, _ := os.ReadDir(filepath.Join(dir, quarantineName)); len(q) > 0 {
 			t.Errorf("round %d: %d files in quarantine", round, len(q))
 		}
-		if files := queueFiles(t, dir); len(files) != 2*len(list) {
-			t.Errorf("round %d: queue/ holds %d files for %d messages", round, len(files), len(list))
+		// One file per message, and an ID.json beside the updated ones.
+		var msgs, jsons int
+		for _, name := range queueFiles(t, dir) {
+			id, ext, _ := strings.Cut(name, ".")
+			switch {
+			case "."+ext == msgSuffix && listed[id]:
+				msgs++
+			case "."+ext == envSuffix && listed[id] && updating[id]:
+				jsons++
+			default:
+				t.Errorf("round %d: queue/ holds %s", round, name)
+			}
+		}
+		if msgs != len(list) {
+			t.Errorf("round %d: queue/ holds %d message files for %d messages", round, msgs, len(list))
 		}
 		s.Close()
-		t.Logf("round %d: killed after %d commits; %d queued", round, n, len(list))
+		t.Logf("round %d: killed after %d commits; %d queued, %d of them updated", round, n, len(list), jsons)
 		if t.Failed() {
 			break
 		}

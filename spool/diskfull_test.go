@@ -35,8 +35,8 @@ func mountTiny(t *testing.T) string {
 
 // TestDiskFull fills a tiny filesystem with messages of growing size: every
 // attempt either queues a complete message or fails with ENOSPC leaving
-// nothing behind, whether the body write, the body fsync or the envelope
-// write is the one that finds the disk full.
+// nothing behind, whether the message's write, its fsync or an update's
+// envelope is the one that finds the disk full.
 func TestDiskFull(t *testing.T) {
 	mnt := mountTiny(t)
 	dir := filepath.Join(mnt, "spool")
@@ -46,7 +46,7 @@ func TestDiskFull(t *testing.T) {
 	var queued, failedWrite, failedCommit int
 	for size := 100; size < 40_000; size += 1500 {
 		body := bytes.Repeat([]byte("z"), size)
-		w, err := s.Create(ctx)
+		w, err := s.Create(ctx, testEnvelope())
 		if err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("Create() = %v; want ENOSPC", err)
@@ -58,7 +58,7 @@ func TestDiskFull(t *testing.T) {
 		if _, err = w.Write(body); err != nil {
 			failedWrite++
 			w.Abort()
-		} else if id, err = w.Commit(ctx, testEnvelope()); err != nil {
+		} else if id, err = w.Commit(ctx); err != nil {
 			failedCommit++
 		} else {
 			queued++
@@ -72,8 +72,8 @@ func TestDiskFull(t *testing.T) {
 		if err != nil {
 			t.Logf("size %d: %v", size, err)
 		}
-		// Nothing half-queued: exactly two files per listed message.
-		if files := queueFiles(t, dir); len(files) != 2*s.Len() {
+		// Nothing half-queued: exactly one file per listed message.
+		if files := queueFiles(t, dir); len(files) != s.Len() {
 			t.Fatalf("size %d: queue/ holds %v for %d queued messages", size, files, s.Len())
 		}
 	}
@@ -82,8 +82,9 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("queued %d, failed %d; want some of each", queued, failedWrite+failedCommit)
 	}
 
-	// Leave one page free: the body of a tiny message fits, its envelope
-	// does not.
+	// Fill the disk to the last page: a tiny message is created (tmpfs
+	// needs no page for an empty file) but cannot be written at Commit,
+	// and an update's envelope cannot be written either.
 	var fillers []string
 	for i := 0; ; i++ {
 		name := filepath.Join(mnt, fmt.Sprintf("filler%d", i))
@@ -96,26 +97,37 @@ func TestDiskFull(t *testing.T) {
 	if len(fillers) == 0 {
 		t.Fatal("could not write a single filler page")
 	}
-	os.Remove(fillers[len(fillers)-1])
-	fillers = fillers[:len(fillers)-1]
-	w, err := s.Create(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte("tiny\r\n"))
 	n := s.Len()
-	if _, err := w.Commit(ctx, testEnvelope()); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), tmpSuffix) {
-		t.Errorf("Commit with no room for the envelope = %v; want ENOSPC writing the envelope", err)
+	if w, err := s.Create(ctx, testEnvelope()); err != nil {
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("Create() on a full disk = %v; want ENOSPC or nil", err)
+		}
+	} else {
+		w.Write([]byte("tiny\r\n"))
+		if _, err := w.Commit(ctx); !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("Commit on a full disk = %v; want ENOSPC", err)
+		}
 	}
-	if files := queueFiles(t, dir); s.Len() != n || len(files) != 2*n {
-		t.Errorf("after the failed envelope: Len() = %d, queue/ holds %v; want %d messages, 2 files each", s.Len(), files, n)
+	list, _ := s.List()
+	env := list[0]
+	env.Attempts++
+	if err := s.Update(ctx, env); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), tmpSuffix) {
+		t.Errorf("Update on a full disk = %v; want ENOSPC writing the envelope", err)
+	}
+	if got, _ := s.Envelope(env.ID); got.Attempts != env.Attempts-1 {
+		t.Errorf("after the failed Update, Attempts = %d; want %d", got.Attempts, env.Attempts-1)
+	}
+	if files := queueFiles(t, dir); s.Len() != n || len(files) != n {
+		t.Errorf("on a full disk: Len() = %d, queue/ holds %v; want %d messages, 1 file each", s.Len(), files, n)
 	}
 
 	// Space freed, mail flows again; and everything queued survives a restart.
 	for _, name := range fillers {
 		os.Remove(name)
 	}
-	list, _ := s.List()
+	if err := s.Update(ctx, env); err != nil {
+		t.Errorf("Update with room = %v", err)
+	}
 	if err := s.Remove(list[len(list)-1].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -124,5 +136,8 @@ func TestDiskFull(t *testing.T) {
 	s.Close()
 	if s = openSpool(t, dir, Options{}); s.Len() != n {
 		t.Errorf("after reopening, Len() = %d; want %d", s.Len(), n)
+	}
+	if got, _ := s.Envelope(env.ID); got == nil || got.Attempts != env.Attempts {
+		t.Errorf("after reopening, Envelope(%s) = %+v; want %d attempts", env.ID, got, env.Attempts)
 	}
 }

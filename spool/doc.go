@@ -1,8 +1,8 @@
 // Package spool is relay's on-disk message queue: a message accepted for
-// delivery = "queue" is streamed into a file, its envelope is written beside
-// it, and both are fsynced and in place before the SMTP server may answer
-// 250. From then on the message survives crashes and restarts until it is
-// removed.
+// delivery = "queue" is streamed into a file that starts with its envelope,
+// and the file is fsynced and renamed into place before the SMTP server may
+// answer 250. From then on the message survives crashes and restarts until
+// it is removed.
 //
 // # On-disk layout
 //
@@ -12,18 +12,31 @@
 //
 //	spool/
 //	  lock                 held with flock(2) by the process that has the spool open
-//	  queue/               every queued message, two files each:
-//	    ID.eml             the message as received (RFC 5322, CRLF line endings);
-//	                       written first, under its final name
-//	    ID.json            its envelope; renamed into place last: the commit point
-//	    ID.N.tmp           an envelope being written (Commit or Update)
-//	  quarantine/          envelopes Open could not read, moved here with their
-//	                       bodies for an operator to inspect; relay never deletes them
+//	  queue/               every queued message, one file each:
+//	    ID.mail            the envelope line, then the message as received
+//	                       (RFC 5322, CRLF line endings); renamed into place
+//	                       from ID.tmp: the commit point
+//	    ID.json            the envelope once delivery has updated it (attempts,
+//	                       recipient states, next attempt, last error); wins
+//	                       over the envelope line
+//	    ID.tmp             a message being received
+//	    ID.N.tmp           an envelope being written (Update)
+//	  quarantine/          messages Open could not read, moved here for an
+//	                       operator to inspect; relay never deletes them
 //
-// A message is queued exactly when ID.json exists. An ID.eml without an
-// ID.json is a message still being received, or one whose sender was cut
-// off by a crash; it was never acknowledged, and Open deletes it together
-// with any *.tmp file.
+// A message is queued exactly when ID.mail exists. Its first line is a
+// header field carrying the envelope the message arrived with, as compact
+// JSON on one line, so the file stays a readable RFC 5322 message (like the
+// Return-Path a delivery agent prepends):
+//
+//	X-Relay-Envelope: {"version":2,"id":"1j12l9p3krhqvsmrr5i","profile":"office365",...,"size":10240      }
+//	Received: from plc ([10.0.0.7])
+//	...
+//
+// "size" is the size of the message after the line; Create leaves spaces for
+// it and Commit writes it in. Open hands out the message without the line.
+// Only deferrals and partial failures write ID.json; a message delivered at
+// the first attempt never has one.
 //
 // ID is 19 characters from [0-9a-v]: 11 encode the arrival time in
 // microseconds since 1970 (base 32, so IDs sort by arrival) and 8 are random
@@ -31,11 +44,11 @@
 // back, for example 1j12l9p3krhqvsmrr5i. IDs are safe as file names; anything
 // else given as an ID is refused with ErrBadID.
 //
-// The envelope is JSON, indented, so an operator can read it with any pager
-// or jq:
+// ID.json is the same JSON, indented, so an operator can read it with any
+// pager or jq:
 //
 //	{
-//	  "version": 1,
+//	  "version": 2,
 //	  "id": "1j12l9p3krhqvsmrr5i",
 //	  "profile": "office365",
 //	  "from": "alarms@plant.example.com",
@@ -53,34 +66,52 @@
 // "from" is "" for the null sender, "bounce" is true for a delivery status
 // notification, and a recipient's "state" is "pending", "delivered" or
 // "failed". A zero "next_attempt" is left out and means "now". Open refuses
-// to start on an envelope whose "version" it does not know, rather than
-// skip or quarantine mail written by a newer relay.
+// to start on a "version" it does not know, rather than skip or quarantine
+// mail written by a newer relay.
+//
+// Version 1 of the format, written by earlier relays, kept a message in two
+// files: ID.eml, the message alone, and ID.json, its envelope of version 1,
+// renamed into place last. Open loads such messages too (an ID.eml without
+// an ID.json was never acknowledged and is deleted, as that relay did), they
+// are delivered like the others, an Update of one writes an ID.json of
+// version 1, and they leave the queue in that format. The new name ID.mail
+// keeps a relay of version 1 from taking a queued message for an orphaned
+// body and deleting it: it leaves ID.mail alone (with a warning), and
+// refuses to start on an ID.json of version 2.
 //
 // # Durability
 //
-// Commit makes a message durable in this order: write and fsync ID.eml;
-// write and fsync ID.N.tmp; rename it to ID.json; fsync queue/. A crash at
-// any instant leaves either a complete message (both files) or files that
-// Open sweeps. Directory fsyncs of concurrent Commits and Updates are grouped:
-// one fsync of queue/ covers every rename that happened before it started,
-// so N sessions committing at once cost 2N file fsyncs but far fewer than N
-// directory fsyncs. Update replaces ID.json the same way. Remove deletes
-// ID.json, then ID.eml, without waiting for a directory fsync: after a crash
-// a message removed just before may come back and be delivered again (at
-// least once, never lost).
+// Commit makes a message durable in this order: write ID.tmp (the envelope
+// line, then the message) and fsync it once; rename it to ID.mail; fsync
+// queue/. A crash at any instant leaves either a complete message or a temp
+// file that Open sweeps. Directory fsyncs of concurrent Commits and Updates
+// are grouped: one fsync of queue/ covers every rename that happened before
+// it started, so N sessions committing at once cost N file fsyncs but far
+// fewer than N directory fsyncs. Update writes and fsyncs ID.N.tmp, renames
+// it to ID.json and fsyncs queue/ the same way. Remove deletes ID.json (if
+// any), then ID.mail, without waiting for a directory fsync: after a crash a
+// message removed just before may come back and be delivered again, with its
+// last envelope or the one it arrived with (at least once, never lost).
+//
+// Open checks every message: the envelope line must parse, belong to the
+// file's ID and give the size the file has, and so must ID.json when there
+// is one; a message that fails is quarantined, never deleted.
 //
 // # Using the spool
 //
-// Receiving: Create, then Write the DATA as it arrives, then Commit with the
-// envelope and answer 250 only if Commit returned nil; on any error, or when
-// the client goes away or the message grows too big, Abort (defer w.Abort()
-// is safe: it does nothing after Commit). Errors keep their cause, so
-// errors.Is(err, syscall.ENOSPC) tells a full disk; either way the SMTP
-// answer is 451 4.3.0 and nothing is queued.
+// Receiving: Create with the envelope (sender, recipients, profile: all
+// known before DATA), then Write the DATA as it arrives (or io.Copy it: the
+// Writer reads straight into its buffer), then Commit and answer 250 only
+// if Commit returned nil; on any error, or when the client goes away or the
+// message grows too big, Abort (defer w.Abort() is safe: it does nothing
+// after Commit). Errors keep their cause, so errors.Is(err, syscall.ENOSPC)
+// tells a full disk; either way the SMTP answer is 451 4.3.0 and nothing is
+// queued.
 //
 // Delivering: List (or the ID Commit returned) says what is queued; Claim a
 // message before delivering it so that no second worker takes it too,
-// Open its body, then Update the envelope (recipient states, attempts, next
+// Open it (the message as received, without the envelope line; it can
+// seek), then Update the envelope (recipient states, attempts, next
 // attempt, last error) or Remove it, and Release the claim. Claims live in
 // memory only: a delivery cut off by a crash is simply made again after
 // the restart. Update and Remove of a message deleted meanwhile (relay queue

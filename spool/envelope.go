@@ -1,15 +1,24 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
-// FormatVersion is the envelope format this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the spool format this package writes: one file per
+// message, ID.mail, that starts with an envelope line. It also reads the
+// two-file format of version 1 (ID.eml and ID.json) and keeps such messages
+// in it until they leave the queue.
+const FormatVersion = 2
+
+// legacyVersion is the two-file format: the body in ID.eml, the envelope
+// in ID.json.
+const legacyVersion = 1
 
 // Envelope is everything relay knows about a queued message besides its
 // body: where it goes, through which profile, and how delivery has gone so
@@ -25,7 +34,7 @@ type Envelope struct {
 	NextAttempt time.Time // when to try delivery next; zero: as soon as possible
 	Attempts    int       // delivery attempts made so far
 	LastError   string    // why the last attempt failed, for queue listings
-	Size        int64     // body size in bytes; set by Commit
+	Size        int64     // message size in bytes, without the envelope line; set by Commit
 
 	// Bounce marks a message that is itself a delivery status
 	// notification: it is never bounced (RFC 3464 §2, no bounce loops).
@@ -86,7 +95,7 @@ func (e *Envelope) clone() *Envelope {
 }
 
 // normalize makes the times of e what they will be when read back from
-// ID.json: UTC, without a monotonic clock reading.
+// the spool: UTC, without a monotonic clock reading.
 func (e *Envelope) normalize() {
 	e.Arrived = e.Arrived.Round(0).UTC()
 	e.NextAttempt = e.NextAttempt.Round(0).UTC()
@@ -114,8 +123,9 @@ func (e *Envelope) check() error {
 	return nil
 }
 
-// envelopeFile is the JSON form of an Envelope in ID.json.
-type envelopeFile struct {
+// envelopeHead is the JSON form of an Envelope without its size: the
+// envelope line of ID.mail is written before the size is known.
+type envelopeHead struct {
 	Version     int             `json:"version"`
 	ID          string          `json:"id"`
 	Profile     string          `json:"profile"`
@@ -126,8 +136,14 @@ type envelopeFile struct {
 	NextAttempt time.Time       `json:"next_attempt,omitzero"`
 	Attempts    int             `json:"attempts"`
 	LastError   string          `json:"last_error,omitempty"`
-	Size        int64           `json:"size"`
 	Bounce      bool            `json:"bounce,omitempty"`
+}
+
+// envelopeFile is the JSON form of an Envelope, in ID.json and (with the
+// size padded) in the envelope line.
+type envelopeFile struct {
+	envelopeHead
+	Size int64 `json:"size"`
 }
 
 type recipientFile struct {
@@ -136,41 +152,106 @@ type recipientFile struct {
 	Reply string    `json:"reply,omitempty"`
 }
 
-func marshalEnvelope(e *Envelope) ([]byte, error) {
-	f := envelopeFile{
-		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User,
+func headOf(e *Envelope, version int) envelopeHead {
+	h := envelopeHead{
+		Version: version, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User,
 		Recipients: make([]recipientFile, len(e.Recipients)),
 		Arrived:    e.Arrived, NextAttempt: e.NextAttempt,
-		Attempts: e.Attempts, LastError: e.LastError, Size: e.Size, Bounce: e.Bounce,
+		Attempts: e.Attempts, LastError: e.LastError, Bounce: e.Bounce,
 	}
 	for i, r := range e.Recipients {
-		f.Recipients[i] = recipientFile(r)
+		h.Recipients[i] = recipientFile(r)
 	}
-	b, err := json.MarshalIndent(&f, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
+	return h
 }
 
-// errVersion marks an envelope written in a format this package does not
-// know: Open stops rather than quarantine a newer relay's mail.
-var errVersion = errors.New("unknown envelope format version")
+// marshalEnvelope encodes e for ID.json, indented for people, in the given
+// format version (that of the message's files).
+func marshalEnvelope(e *Envelope, version int) ([]byte, error) {
+	f := envelopeFile{envelopeHead: headOf(e, version), Size: e.Size}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // addresses may hold & < >
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&f); err != nil { // ends in a newline
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
 
-// unmarshalEnvelope decodes ID.json, checking that it is complete and
-// belongs to id.
-func unmarshalEnvelope(id string, b []byte) (*Envelope, error) {
+// The envelope line that starts ID.mail: a header field, so that the file
+// stays an RFC 5322 message (as with the Return-Path an MDA prepends).
+const (
+	envHeaderName = "X-Relay-Envelope: "
+	sizeKey       = `,"size":`
+	sizeWidth     = 19 // digits of the largest int64
+	// maxEnvLine bounds the envelope line Open reads; Create refuses a
+	// longer one.
+	maxEnvLine = 1 << 20
+)
+
+// appendEnvLine appends the envelope line of e to b: the envelope as
+// compact JSON on one line, its size left as spaces at sizeOff (relative
+// to the start of the line) for Commit to fill in.
+func appendEnvLine(b []byte, e *Envelope) (_ []byte, sizeOff int, err error) {
+	h := headOf(e, FormatVersion)
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	enc.SetEscapeHTML(false) // addresses may hold & < >
+	if err := enc.Encode(&h); err != nil {
+		return nil, 0, err
+	}
+	obj := bytes.TrimSuffix(js.Bytes(), []byte("\n")) // {...}
+	start := len(b)
+	b = append(b, envHeaderName...)
+	b = append(b, obj[:len(obj)-1]...) // without the closing brace
+	b = append(b, sizeKey...)
+	sizeOff = len(b) - start
+	b = append(b, "                   "[:sizeWidth]...)
+	b = append(b, "}\r\n"...)
+	if len(b)-start > maxEnvLine {
+		return nil, 0, fmt.Errorf("envelope line of %d bytes is too long", len(b)-start)
+	}
+	return b, sizeOff, nil
+}
+
+// putSize writes size over the padding at the start of p, which is where
+// appendEnvLine left room for it.
+func putSize(p []byte, size int64) {
+	var d [sizeWidth]byte
+	copy(p, strconv.AppendInt(d[:0], size, 10))
+}
+
+// errVersion marks a spool file written in a format this package does not
+// know: Open stops rather than quarantine a newer relay's mail.
+var errVersion = errors.New("unknown spool format version")
+
+// parseEnvLine decodes the envelope line of ID.mail (line is the line
+// without its CRLF), checking that it belongs to id.
+func parseEnvLine(id string, line []byte) (*Envelope, error) {
+	js, ok := bytes.CutPrefix(line, []byte(envHeaderName))
+	if !ok {
+		return nil, errors.New("the file does not start with an " + envHeaderName[:len(envHeaderName)-2] + " line")
+	}
+	return unmarshalEnvelope(id, js, FormatVersion)
+}
+
+// unmarshalEnvelope decodes an envelope in JSON (ID.json, or the JSON of
+// an envelope line), checking that it is complete, belongs to id and is in
+// format version want. An unknown version is errVersion.
+func unmarshalEnvelope(id string, b []byte, want int) (*Envelope, error) {
 	var f envelopeFile
 	if err := json.Unmarshal(b, &f); err != nil { // also refuses trailing data
 		return nil, err
 	}
-	if f.Version != FormatVersion {
-		return nil, fmt.Errorf("%w %d (this relay reads %d)", errVersion, f.Version, FormatVersion)
-	}
-	if f.ID != id {
+	switch {
+	case f.Version != legacyVersion && f.Version != FormatVersion:
+		return nil, fmt.Errorf("%w %d (this relay reads %d and %d)", errVersion, f.Version, legacyVersion, FormatVersion)
+	case f.Version != want:
+		return nil, fmt.Errorf("envelope in format version %d where version %d belongs", f.Version, want)
+	case f.ID != id:
 		return nil, fmt.Errorf("envelope says id %q", f.ID)
-	}
-	if f.Arrived.IsZero() {
+	case f.Arrived.IsZero():
 		return nil, errors.New("envelope has no arrival time")
 	}
 	e := &Envelope{

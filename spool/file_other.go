@@ -8,3 +8,6 @@ import "os"
 func createExcl(name string) (*os.File, error) {
 	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
+
+// openRead opens name for reading.
+func openRead(name string) (*os.File, error) { return os.Open(name) }

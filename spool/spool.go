@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,9 +44,10 @@ const (
 	lockName       = "lock"
 	queueName      = "queue"
 	quarantineName = "quarantine"
-	bodySuffix     = ".eml"
-	envSuffix      = ".json"
+	msgSuffix      = ".mail" // a message: envelope line, then the message
+	envSuffix      = ".json" // its envelope once updated
 	tmpSuffix      = ".tmp"
+	legacySuffix   = ".eml" // the body of a message in the two-file format
 )
 
 // Spool is an open spool directory. Its methods may be called from many
@@ -69,18 +72,28 @@ type Spool struct {
 	closed bool // guarded by ops
 
 	// mu guards the index, and orders the renames and removals of
-	// envelopes with it so that the index always matches the disk.
+	// ID.json files with it so that the index always matches the disk.
 	mu      sync.Mutex
-	index   map[string]*Envelope
+	index   map[string]entry
 	claimed map[string]bool
 }
 
+// entry is a queued message in the index.
+type entry struct {
+	env    *Envelope
+	off    int64 // where the message starts in its file (after the envelope line)
+	json   bool  // ID.json exists and holds env
+	legacy bool  // the two-file format: ID.eml (off 0) and ID.json
+}
+
 // Open opens the spool in dir, creating its layout when missing (directories
-// 0700). It takes the spool's lock, deletes temp files and bodies without an
-// envelope left by a crash, moves envelopes it cannot read to quarantine/
-// (logging each), and loads every queued envelope. It fails with ErrLocked
-// when another process has the spool open, and refuses an envelope written in
-// a format version it does not know.
+// 0700). It takes the spool's lock, deletes temp files left by a crash,
+// moves messages it cannot read to quarantine/ (logging each), and loads
+// every queued envelope, from ID.json when a message has one, else from the
+// envelope line of ID.mail. Messages in the two-file format of version 1
+// (ID.eml and ID.json) are loaded too. It fails with ErrLocked when another
+// process has the spool open, and refuses a spool file written in a format
+// version it does not know.
 func Open(dir string, opts Options) (*Spool, error) {
 	s := &Spool{
 		dir:        dir,
@@ -89,7 +102,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		log:        opts.Logger,
 		now:        opts.Now,
 		noSync:     opts.NoSync,
-		index:      make(map[string]*Envelope),
+		index:      make(map[string]entry),
 		claimed:    make(map[string]bool),
 	}
 	if s.log == nil {
@@ -140,79 +153,209 @@ func (s *Spool) open() error {
 	return nil
 }
 
+// files is what queue/ holds for one ID.
+type files struct{ msg, json, legacy bool }
+
 // scan sweeps queue/ and loads its envelopes into the index.
 func (s *Spool) scan() error {
 	entries, err := os.ReadDir(s.queue)
 	if err != nil {
 		return err
 	}
-	bodies := make(map[string]int64) // id → size, for bodies not yet matched
-	var envs []string
+	found := make(map[string]*files)
 	for _, ent := range entries {
 		name := ent.Name()
 		id, ext, _ := strings.Cut(name, ".")
-		switch {
-		case strings.HasSuffix(name, tmpSuffix):
+		if strings.HasSuffix(name, tmpSuffix) {
 			if err := os.Remove(filepath.Join(s.queue, name)); err != nil {
 				return err
 			}
 			s.log.Info("spool: removed temp file left by a crash", "file", name)
-		case !ValidID(id) || !ent.Type().IsRegular():
+			continue
+		}
+		if !ValidID(id) || !ent.Type().IsRegular() {
 			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
-		case "."+ext == envSuffix:
-			envs = append(envs, id)
-		case "."+ext == bodySuffix:
-			info, err := ent.Info()
-			if err != nil {
-				return err
-			}
-			bodies[id] = info.Size()
+			continue
+		}
+		have := found[id]
+		if have == nil {
+			have = new(files)
+		}
+		switch "." + ext {
+		case msgSuffix:
+			have.msg = true
+		case envSuffix:
+			have.json = true
+		case legacySuffix:
+			have.legacy = true
 		default:
 			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
+			continue
 		}
+		found[id] = have
 	}
-	for _, id := range envs {
-		b, err := os.ReadFile(s.envPath(id))
-		if err != nil {
-			return err
-		}
-		env, err := unmarshalEnvelope(id, b)
-		if errors.Is(err, errVersion) {
-			return fmt.Errorf("envelope %s: %w", id, err)
-		}
-		size, hasBody := bodies[id]
-		delete(bodies, id)
+	ids := slices.Sorted(maps.Keys(found))
+	for _, id := range ids {
+		have := found[id]
+		var (
+			e   entry
+			err error
+		)
 		switch {
-		case err != nil:
-			err = fmt.Errorf("unreadable envelope: %w", err)
-		case !hasBody:
-			err = errors.New("body missing")
-		case size != env.Size:
-			err = fmt.Errorf("body is %d bytes, envelope says %d", size, env.Size)
+		case have.msg && have.legacy:
+			err = bad(errors.New("both " + id + msgSuffix + " and " + id + legacySuffix))
+		case have.msg:
+			e, err = s.load(id, have.json)
+		case have.legacy && have.json:
+			e, err = s.loadLegacy(id)
+		case have.legacy:
+			// A body whose envelope was never written by a relay of the
+			// two-file format: never acknowledged, deleted as that relay
+			// would have.
+			if err := os.Remove(s.legacyPath(id)); err != nil {
+				return err
+			}
+			s.log.Info("spool: removed body without envelope left by a crash", "id", id)
+			continue
+		default:
+			err = bad(errors.New("message file missing"))
 		}
-		if err != nil {
-			if qerr := s.quarantineMessage(id, hasBody, err); qerr != nil {
+		var why *badMessage
+		if errors.As(err, &why) {
+			if qerr := s.quarantineMessage(id, have, why.err); qerr != nil {
 				return qerr
 			}
 			continue
 		}
-		s.index[id] = env
-	}
-	for id := range bodies {
-		if err := os.Remove(s.bodyPath(id)); err != nil {
+		if errors.Is(err, errVersion) {
+			return fmt.Errorf("message %s: %w", id, err)
+		}
+		if err != nil {
 			return err
 		}
-		s.log.Info("spool: removed body without envelope left by a crash", "id", id)
+		s.index[id] = e
 	}
 	return nil
 }
 
-// quarantineMessage moves a bad envelope, and its body if any, out of the
-// queue into quarantine/ and logs why.
-func (s *Spool) quarantineMessage(id string, hasBody bool, why error) error {
-	names := []string{id + envSuffix}
-	if hasBody {
-		names = append(names, id+bodySuffix)
+// badMessage is a message that scan quarantines: its files are there but
+// do not make a message.
+type badMessage struct{ err error }
+
+func (b *badMessage) Error() string { return b.err.Error() }
+
+// bad marks err as a reason to quarantine, unless it is errVersion: a
+// newer relay's mail stops Open instead.
+func bad(err error) error {
+	if errors.Is(err, errVersion) {
+		return err
+	}
+	return &badMessage{err}
+}
+
+// load reads the envelope line of ID.mail and, when hasJSON, ID.json,
+// which wins over it.
+func (s *Spool) load(id string, hasJSON bool) (entry, error) {
+	line, fileSize, err := readEnvLine(s.msgPath(id))
+	if err != nil {
+		return entry{}, err
+	}
+	e := entry{off: int64(len(line)), json: hasJSON}
+	size := fileSize - e.off
+	e.env, err = parseEnvLine(id, bytes.TrimSuffix(line, []byte("\r\n")))
+	if err != nil {
+		return entry{}, bad(fmt.Errorf("unreadable envelope line: %w", err))
+	}
+	if e.env.Size != size {
+		return entry{}, bad(fmt.Errorf("message is %d bytes, its envelope line says %d", size, e.env.Size))
+	}
+	if hasJSON {
+		b, err := os.ReadFile(s.envPath(id))
+		if err != nil {
+			return entry{}, err
+		}
+		e.env, err = unmarshalEnvelope(id, b, FormatVersion)
+		if err != nil {
+			return entry{}, bad(fmt.Errorf("unreadable envelope %s: %w", id+envSuffix, err))
+		}
+		if e.env.Size != size {
+			return entry{}, bad(fmt.Errorf("message is %d bytes, %s says %d", size, id+envSuffix, e.env.Size))
+		}
+	}
+	return e, nil
+}
+
+// readEnvLine returns the first line of the file name, with its CRLF, and
+// the file's size. A file that does not start with a line of at most
+// maxEnvLine bytes ending in CRLF is a badMessage.
+func readEnvLine(name string) (line []byte, size int64, err error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	buf := make([]byte, 0, 4096)
+	for {
+		k, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			line = buf[:i+1]
+			if !bytes.HasSuffix(line, []byte("\r\n")) {
+				return nil, 0, bad(errors.New("the envelope line does not end in CRLF"))
+			}
+			return line, info.Size(), nil
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, 0, bad(errors.New("no envelope line"))
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(buf) >= maxEnvLine {
+			return nil, 0, bad(fmt.Errorf("no envelope line in the first %d bytes", len(buf)))
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(2*len(buf), maxEnvLine)-len(buf))
+		}
+	}
+}
+
+// loadLegacy reads a message in the two-file format: ID.json, whose size
+// must be that of ID.eml.
+func (s *Spool) loadLegacy(id string) (entry, error) {
+	b, err := os.ReadFile(s.envPath(id))
+	if err != nil {
+		return entry{}, err
+	}
+	env, err := unmarshalEnvelope(id, b, legacyVersion)
+	if err != nil {
+		return entry{}, bad(fmt.Errorf("unreadable envelope: %w", err))
+	}
+	info, err := os.Stat(s.legacyPath(id))
+	if err != nil {
+		return entry{}, err
+	}
+	if info.Size() != env.Size {
+		return entry{}, bad(fmt.Errorf("body is %d bytes, envelope says %d", info.Size(), env.Size))
+	}
+	return entry{env: env, json: true, legacy: true}, nil
+}
+
+// quarantineMessage moves the files of a message scan cannot use out of
+// the queue into quarantine/ and logs why.
+func (s *Spool) quarantineMessage(id string, have *files, why error) error {
+	var names []string
+	for _, f := range []struct {
+		ok     bool
+		suffix string
+	}{{have.msg, msgSuffix}, {have.legacy, legacySuffix}, {have.json, envSuffix}} {
+		if f.ok {
+			names = append(names, id+f.suffix)
+		}
 	}
 	for _, name := range names {
 		to := filepath.Join(s.quarantine, name)
@@ -231,9 +374,20 @@ func (s *Spool) quarantineMessage(id string, hasBody bool, why error) error {
 	return nil
 }
 
-func (s *Spool) bodyPath(id string) string { return filepath.Join(s.queue, id+bodySuffix) }
-func (s *Spool) envPath(id string) string  { return filepath.Join(s.queue, id+envSuffix) }
+func (s *Spool) msgPath(id string) string    { return filepath.Join(s.queue, id+msgSuffix) }
+func (s *Spool) tmpMsgPath(id string) string { return filepath.Join(s.queue, id+tmpSuffix) }
+func (s *Spool) envPath(id string) string    { return filepath.Join(s.queue, id+envSuffix) }
+func (s *Spool) legacyPath(id string) string { return filepath.Join(s.queue, id+legacySuffix) }
 
+// bodyPath is the file of an indexed message.
+func (s *Spool) bodyPath(id string, e entry) string {
+	if e.legacy {
+		return s.legacyPath(id)
+	}
+	return s.msgPath(id)
+}
+
+// tmpPath is a new temp name for an envelope being written.
 func (s *Spool) tmpPath(id string) string {
 	return filepath.Join(s.queue, id+"."+strconv.FormatUint(s.tmpSeq.Add(1), 10)+tmpSuffix)
 }
@@ -307,8 +461,10 @@ func checkID(op, id string) error {
 	return nil
 }
 
-// Open opens the body of a queued message for reading. The result is an
-// *os.File, so it can also seek (to send the message again on a retry).
+// Open opens a queued message for reading: the message as received,
+// without the envelope line. The result also implements io.Seeker and
+// io.ReaderAt, relative to the start of the message (to send it again on a
+// retry); close it when done.
 func (s *Spool) Open(id string) (io.ReadCloser, error) {
 	if err := checkID("open", id); err != nil {
 		return nil, err
@@ -318,20 +474,28 @@ func (s *Spool) Open(id string) (io.ReadCloser, error) {
 	}
 	defer s.ops.RUnlock()
 	s.mu.Lock()
-	_, ok := s.index[id]
+	e, ok := s.index[id]
 	s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
-	f, err := os.Open(s.bodyPath(id))
+	f, err := openRead(s.bodyPath(id, e))
 	if errors.Is(err, fs.ErrNotExist) { // removed meanwhile
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: open %s: %w", id, err)
 	}
-	return f, nil
+	return &message{io.NewSectionReader(f, e.off, e.env.Size), f}, nil
 }
+
+// message is a queued message opened for reading.
+type message struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (m *message) Close() error { return m.f.Close() }
 
 // Envelope returns a copy of a queued message's envelope.
 func (s *Spool) Envelope(id string) (*Envelope, error) {
@@ -340,18 +504,19 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	env, ok := s.index[id]
+	e, ok := s.index[id]
 	if !ok {
 		return nil, fmt.Errorf("spool: envelope %s: %w", id, ErrNotFound)
 	}
-	return env.clone(), nil
+	return e.env.clone(), nil
 }
 
 // Update atomically replaces the envelope of the queued message env.ID, for
 // attempts, next attempt, recipient states and last error; ID, Arrived and
-// Size keep their stored values. When Update returns nil the new envelope is
-// durable. Update of a message removed meanwhile fails with ErrNotFound and
-// does not bring it back.
+// Size keep their stored values. It writes queue/ID.json, which wins over
+// the envelope line of ID.mail from then on. When Update returns nil the new
+// envelope is durable. Update of a message removed meanwhile fails with
+// ErrNotFound and does not bring it back.
 func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 	id := env.ID
 	if err := checkID("update", id); err != nil {
@@ -375,9 +540,13 @@ func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 		return fmt.Errorf("spool: update %s: %w", id, ErrNotFound)
 	}
 	e := env.clone()
-	e.Arrived, e.Size = old.Arrived, old.Size
+	e.Arrived, e.Size = old.env.Arrived, old.env.Size
 	e.normalize()
-	data, err := marshalEnvelope(e)
+	version := FormatVersion
+	if old.legacy {
+		version = legacyVersion // the message stays in its format
+	}
+	data, err := marshalEnvelope(e, version)
 	if err != nil {
 		return fmt.Errorf("spool: update %s: %w", id, err)
 	}
@@ -387,14 +556,16 @@ func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 	}
 
 	s.mu.Lock()
-	if _, ok := s.index[id]; !ok {
+	cur, ok := s.index[id]
+	if !ok {
 		s.mu.Unlock()
 		os.Remove(tmp)
 		return fmt.Errorf("spool: update %s: %w", id, ErrNotFound)
 	}
 	err = rename(tmp, s.envPath(id))
 	if err == nil {
-		s.index[id] = e
+		cur.env, cur.json = e, true
+		s.index[id] = cur
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -408,8 +579,9 @@ func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 }
 
 // Remove takes a message out of the queue, delivered or deleted: first its
-// envelope, then its body. It does not wait for a directory fsync; after a
-// crash a message removed just before may come back (and be delivered again).
+// ID.json if it has one, then its file. It does not wait for a directory
+// fsync; after a crash a message removed just before may come back (and be
+// delivered again, with its last envelope or the one it arrived with).
 func (s *Spool) Remove(id string) error {
 	if err := checkID("remove", id); err != nil {
 		return err
@@ -419,21 +591,24 @@ func (s *Spool) Remove(id string) error {
 	}
 	defer s.ops.RUnlock()
 	s.mu.Lock()
-	if _, ok := s.index[id]; !ok {
+	e, ok := s.index[id]
+	if !ok {
 		s.mu.Unlock()
 		return fmt.Errorf("spool: remove %s: %w", id, ErrNotFound)
 	}
-	if err := os.Remove(s.envPath(id)); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("spool: remove %s: %w", id, err)
+	if e.json {
+		if err := os.Remove(s.envPath(id)); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("spool: remove %s: %w", id, err)
+		}
 	}
 	delete(s.index, id)
 	delete(s.claimed, id)
 	s.mu.Unlock()
-	// The message is gone from the queue; a body left behind is swept by
-	// the next Open.
-	if err := os.Remove(s.bodyPath(id)); err != nil {
-		s.log.Warn("spool: removing body", "id", id, "err", err)
+	// The message is out of the index, so no one opens, updates or removes
+	// it any more, and its ID is never used again by this process.
+	if err := os.Remove(s.bodyPath(id, e)); err != nil {
+		return fmt.Errorf("spool: remove %s: out of the queue, but its file is left and comes back at the next start: %w", id, err)
 	}
 	return nil
 }
@@ -443,8 +618,8 @@ func (s *Spool) Remove(id string) error {
 func (s *Spool) List() ([]*Envelope, error) {
 	s.mu.Lock()
 	list := make([]*Envelope, 0, len(s.index))
-	for _, env := range s.index {
-		list = append(list, env.clone())
+	for _, e := range s.index {
+		list = append(list, e.env.clone())
 	}
 	s.mu.Unlock()
 	slices.SortFunc(list, func(a, b *Envelope) int {
@@ -466,9 +641,9 @@ func (s *Spool) Oldest() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var oldest time.Time
-	for _, env := range s.index {
-		if oldest.IsZero() || env.Arrived.Before(oldest) {
-			oldest = env.Arrived
+	for _, e := range s.index {
+		if oldest.IsZero() || e.env.Arrived.Before(oldest) {
+			oldest = e.env.Arrived
 		}
 	}
 	return oldest

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -44,14 +45,14 @@ func testEnvelope(rcpts ...string) *Envelope {
 func commit(t testing.TB, s *Spool, body []byte, env *Envelope) string {
 	t.Helper()
 	ctx := context.Background()
-	w, err := s.Create(ctx)
+	w, err := s.Create(ctx, env)
 	if err != nil {
 		t.Fatalf("Create() = %v", err)
 	}
 	if _, err := w.Write(body); err != nil {
 		t.Fatalf("Write() = %v", err)
 	}
-	id, err := w.Commit(ctx, env)
+	id, err := w.Commit(ctx)
 	if err != nil {
 		t.Fatalf("Commit() = %v", err)
 	}
@@ -115,16 +116,51 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Len, Oldest = %d, %v; want 1, %v", s.Len(), s.Oldest(), now)
 	}
 
-	// The envelope is readable JSON with a version.
-	raw, err := os.ReadFile(filepath.Join(dir, queueName, id+envSuffix))
+	// One file: the envelope line, a header field of compact JSON with a
+	// version, then the message as received.
+	if files := queueFiles(t, dir); !slices.Equal(files, []string{id + msgSuffix}) {
+		t.Errorf("queue/ holds %v; want only %s", files, id+msgSuffix)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, queueName, id+msgSuffix))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"version": 1`, `"profile": "office365"`, `"state": "pending"`, `"addr": "boss@example.com"`} {
-		if !strings.Contains(string(raw), want) {
-			t.Errorf("envelope file lacks %s:\n%s", want, raw)
+	line, msg, ok := bytes.Cut(raw, []byte("\r\n"))
+	if !ok || !bytes.Equal(msg, body) {
+		t.Errorf("after the first line the file holds %q; want the message %q", msg, body)
+	}
+	for _, want := range []string{"X-Relay-Envelope: {", `"version":2`, `"id":"` + id + `"`, `"profile":"office365"`,
+		`"state":"pending"`, `"addr":"boss@example.com"`, `"arrived":"2025-11-25T06:59:12.123456789Z"`, fmt.Sprintf(`"size":%d `, len(body))} {
+		if !bytes.Contains(line, []byte(want)) {
+			t.Errorf("envelope line lacks %s:\n%s", want, line)
 		}
 	}
+
+	// The reader Open returns seeks and reads at offsets within the
+	// message, never into the envelope line.
+	r, err := s.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, ok := r.(io.ReadSeeker)
+	if !ok {
+		t.Fatalf("Open returned a %T; want an io.ReadSeeker", r)
+	}
+	io.Copy(io.Discard, rs)
+	if pos, err := rs.Seek(0, io.SeekStart); pos != 0 || err != nil {
+		t.Fatalf("Seek(0, SeekStart) = %d, %v", pos, err)
+	}
+	if again, _ := io.ReadAll(rs); !bytes.Equal(again, body) {
+		t.Errorf("after Seek, read %q; want %q", again, body)
+	}
+	if end, _ := rs.Seek(0, io.SeekEnd); end != int64(len(body)) {
+		t.Errorf("Seek(0, SeekEnd) = %d; want %d", end, len(body))
+	}
+	p := make([]byte, 7)
+	if n, err := r.(io.ReaderAt).ReadAt(p, 0); n != 7 || err != nil || string(p) != "Subject" {
+		t.Errorf("ReadAt(p, 0) = %d, %v, %q; want 7, nil, \"Subject\"", n, err, p)
+	}
+	r.Close()
 
 	// Update: one recipient delivered, one deferred.
 	got.Attempts = 1
@@ -133,7 +169,7 @@ func TestRoundTrip(t *testing.T) {
 	got.Recipients[0].State = Delivered
 	got.Recipients[0].Reply = "250 2.0.0 OK"
 	got.Recipients[1].Reply = got.LastError
-	got.Size = 1 // ignored: the body's size is a fact
+	got.Size = 1 // ignored: the message's size is a fact
 	if err := s.Update(ctx, got); err != nil {
 		t.Fatalf("Update() = %v", err)
 	}
@@ -142,6 +178,19 @@ func TestRoundTrip(t *testing.T) {
 	updated, _ := s.Envelope(id)
 	if !reflect.DeepEqual(updated, got) {
 		t.Errorf("after Update, Envelope = %+v; want %+v", updated, got)
+	}
+	// The update is ID.json, indented JSON; the message file is unchanged.
+	raw2, err := os.ReadFile(filepath.Join(dir, queueName, id+envSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"version": 2`, `"attempts": 1`, `"state": "delivered"`, `"addr": "boss@example.com"`, fmt.Sprintf(`"size": %d`, len(body))} {
+		if !strings.Contains(string(raw2), want) {
+			t.Errorf("envelope file lacks %s:\n%s", want, raw2)
+		}
+	}
+	if raw3, _ := os.ReadFile(filepath.Join(dir, queueName, id+msgSuffix)); !bytes.Equal(raw3, raw) {
+		t.Errorf("Update changed %s", id+msgSuffix)
 	}
 
 	// A second message, a bounce to the null sender, then a restart: both
@@ -160,7 +209,7 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := s.List(); err != nil {
 		t.Fatalf("List() after Close = %v", err)
 	}
-	if _, err := s.Create(ctx); !errors.Is(err, ErrClosed) {
+	if _, err := s.Create(ctx, testEnvelope()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Create() after Close = %v; want ErrClosed", err)
 	}
 	s = openSpool(t, dir, Options{})
@@ -176,6 +225,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got := readBody(t, s, id); !bytes.Equal(got, body) {
 		t.Errorf("body after reopening = %q; want %q", got, body)
+	}
+	if got, _ := s.Envelope(id); !reflect.DeepEqual(got, updated) {
+		t.Errorf("after reopening, the updated envelope is %+v; want %+v", got, updated)
 	}
 
 	// Remove: gone from memory and disk; a late Update does not bring it back.
@@ -205,7 +257,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCommitRejectsBadEnvelope(t *testing.T) {
+func TestCreateRejectsBadEnvelope(t *testing.T) {
 	dir := t.TempDir()
 	s := openSpool(t, dir, Options{NoSync: true})
 	for _, env := range []*Envelope{
@@ -214,17 +266,13 @@ func TestCommitRejectsBadEnvelope(t *testing.T) {
 		{Profile: "p", Recipients: []Recipient{{Addr: ""}}},
 		{Profile: "p", Recipients: []Recipient{{Addr: "a@b", State: 7}}},
 	} {
-		w, err := s.Create(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte("x"))
-		if id, err := w.Commit(context.Background(), env); err == nil {
-			t.Errorf("Commit(%+v) = %s, nil; want an error", env, id)
+		if w, err := s.Create(context.Background(), env); err == nil {
+			t.Errorf("Create(%+v) = %s, nil; want an error", env, w.ID())
+			w.Abort()
 		}
 	}
 	if files := queueFiles(t, dir); len(files) != 0 {
-		t.Errorf("queue/ after failed commits holds %v", files)
+		t.Errorf("queue/ after refused envelopes holds %v", files)
 	}
 }
 
@@ -243,7 +291,8 @@ func TestConcurrentCommits(t *testing.T) {
 			ctx := context.Background()
 			for i := range each {
 				body := bytes.Repeat(fmt.Appendf(nil, "writer %d message %d\r\n", g, i), 1+(g*each+i)%300)
-				w, err := s.Create(ctx)
+				env := testEnvelope(fmt.Sprintf("rcpt%d@example.com", g))
+				w, err := s.Create(ctx, env)
 				if err != nil {
 					errCh <- err
 					return
@@ -255,7 +304,7 @@ func TestConcurrentCommits(t *testing.T) {
 						return
 					}
 				}
-				id, err := w.Commit(ctx, testEnvelope(fmt.Sprintf("rcpt%d@example.com", g)))
+				id, err := w.Commit(ctx)
 				if err != nil {
 					errCh <- err
 					return
@@ -292,16 +341,35 @@ func TestConcurrentCommits(t *testing.T) {
 	check(openSpool(t, dir, Options{}))
 }
 
-// TestOpenSweeps plants what a crash leaves behind and checks that Open
-// deletes what was never acknowledged, quarantines what it cannot read, and
-// keeps the rest.
+// TestOpenSweeps plants what a crash leaves behind, and damage, and checks
+// that Open deletes what was never acknowledged, quarantines what it cannot
+// read, and keeps the rest.
 func TestOpenSweeps(t *testing.T) {
 	dir := t.TempDir()
 	s := openSpool(t, dir, Options{})
+	ctx := context.Background()
 	good1 := commit(t, s, []byte("good one\r\n"), testEnvelope())
-	truncated := commit(t, s, []byte("truncated envelope\r\n"), testEnvelope())
-	noBody := commit(t, s, []byte("body lost\r\n"), testEnvelope())
-	wrongSize := commit(t, s, []byte("body cut short\r\n"), testEnvelope())
+	truncatedLine := commit(t, s, []byte("truncated envelope line\r\n"), testEnvelope())
+	noLine := commit(t, s, []byte("envelope line lost\r\n"), testEnvelope())
+	wrongSize := commit(t, s, []byte("message cut short\r\n"), testEnvelope())
+	env := testEnvelope()
+	truncatedJSON := commit(t, s, []byte("truncated update\r\n"), env)
+	env.Attempts = 1
+	if err := s.Update(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	env = testEnvelope()
+	noMessage := commit(t, s, []byte("message lost\r\n"), env)
+	env.Attempts = 1
+	if err := s.Update(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	env = testEnvelope()
+	updated := commit(t, s, []byte("updated\r\n"), env)
+	env.Attempts, env.LastError = 2, "451 try later"
+	if err := s.Update(ctx, env); err != nil {
+		t.Fatal(err)
+	}
 	good2 := commit(t, s, []byte("good two\r\n"), testEnvelope())
 	s.Close()
 
@@ -315,13 +383,27 @@ func TestOpenSweeps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, _ := os.ReadFile(filepath.Join(q, truncated+envSuffix))
-	plant(truncated+envSuffix, string(raw[:len(raw)/2]))
-	os.Remove(filepath.Join(q, noBody+bodySuffix))
-	plant(wrongSize+bodySuffix, "body")
-	plant(orphan+bodySuffix, "a body whose envelope was never written")
-	plant(tmp+".7"+tmpSuffix, `{"version": 1, "id": "`)
-	plant(good1+".8"+tmpSuffix, `{"version": 1, "id": "`) // an Update cut short
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(q, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	raw := read(truncatedLine + msgSuffix)
+	plant(truncatedLine+msgSuffix, raw[:40]+"\r\n"+raw[strings.Index(raw, "\r\n")+2:])
+	raw = read(noLine + msgSuffix)
+	plant(noLine+msgSuffix, raw[strings.Index(raw, "\r\n")+2:])
+	raw = read(wrongSize + msgSuffix)
+	plant(wrongSize+msgSuffix, raw[:len(raw)-3])
+	raw = read(truncatedJSON + envSuffix)
+	plant(truncatedJSON+envSuffix, raw[:len(raw)/2])
+	os.Remove(filepath.Join(q, noMessage+msgSuffix))
+	plant(orphan+legacySuffix, "a body of the two-file format whose envelope was never written")
+	plant(tmp+tmpSuffix, "X-Relay-Envelope: {\"version\":2,\"id\":\""+tmp+"\"") // a message cut off
+	plant(tmp+".7"+tmpSuffix, `{"version": 2, "id": "`)
+	plant(good1+".8"+tmpSuffix, `{"version": 2, "id": "`) // an Update cut short
 	plant("NOTES.txt", "an operator's file")
 
 	var logs bytes.Buffer
@@ -331,11 +413,14 @@ func TestOpenSweeps(t *testing.T) {
 	for _, env := range list {
 		ids = append(ids, env.ID)
 	}
-	if want := []string{good1, good2}; !slices.Equal(ids, want) {
+	if want := []string{good1, updated, good2}; !slices.Equal(ids, want) {
 		t.Errorf("after Open, List() = %v; want %v", ids, want)
 	}
+	if env, _ := s.Envelope(updated); env == nil || env.Attempts != 2 || env.LastError != "451 try later" {
+		t.Errorf("Envelope(%s) = %+v; want the one from %s", updated, env, updated+envSuffix)
+	}
 	files := queueFiles(t, dir)
-	wantFiles := []string{good1 + bodySuffix, good1 + envSuffix, good2 + bodySuffix, good2 + envSuffix, "NOTES.txt"}
+	wantFiles := []string{good1 + msgSuffix, updated + msgSuffix, updated + envSuffix, good2 + msgSuffix, "NOTES.txt"}
 	slices.Sort(files)
 	slices.Sort(wantFiles)
 	if !slices.Equal(files, wantFiles) {
@@ -346,16 +431,18 @@ func TestOpenSweeps(t *testing.T) {
 	for _, e := range quarantined {
 		qnames = append(qnames, e.Name())
 	}
-	wantQ := []string{truncated + bodySuffix, truncated + envSuffix, noBody + envSuffix, wrongSize + bodySuffix, wrongSize + envSuffix}
+	wantQ := []string{truncatedLine + msgSuffix, noLine + msgSuffix, wrongSize + msgSuffix,
+		truncatedJSON + msgSuffix, truncatedJSON + envSuffix, noMessage + envSuffix}
 	slices.Sort(wantQ)
 	if !slices.Equal(qnames, wantQ) {
 		t.Errorf("quarantine/ holds %v; want %v", qnames, wantQ)
 	}
-	for _, id := range []string{truncated, noBody, wrongSize} {
+	for _, id := range []string{truncatedLine, noLine, wrongSize, truncatedJSON, noMessage} {
 		if !strings.Contains(logs.String(), "quarantined") || !strings.Contains(logs.String(), id) {
 			t.Errorf("log does not report quarantining %s:\n%s", id, logs.String())
 		}
 	}
+	t.Logf("log:\n%s", logs.String())
 	if got := readBody(t, s, good2); string(got) != "good two\r\n" {
 		t.Errorf("body of %s = %q", good2, got)
 	}
@@ -363,30 +450,180 @@ func TestOpenSweeps(t *testing.T) {
 	// Quarantined files are never overwritten, even by a second one of the
 	// same name.
 	s.Close()
-	plant(noBody+envSuffix, "garbage")
+	plant(noMessage+envSuffix, "garbage")
 	s = openSpool(t, dir, Options{})
-	if _, err := os.Stat(filepath.Join(dir, quarantineName, noBody+envSuffix+".1")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, quarantineName, noMessage+envSuffix+".1")); err != nil {
 		t.Errorf("second quarantined envelope: %v", err)
 	}
 }
 
+// TestOpenRefusesUnknownVersion: mail written by a newer relay stops Open,
+// whether the version is in the envelope line or in ID.json, and stays
+// where it is.
 func TestOpenRefusesUnknownVersion(t *testing.T) {
-	dir := t.TempDir()
-	s := openSpool(t, dir, Options{NoSync: true})
-	id := commit(t, s, []byte("from the future\r\n"), testEnvelope())
-	s.Close()
-	name := filepath.Join(dir, queueName, id+envSuffix)
-	raw, _ := os.ReadFile(name)
-	os.WriteFile(name, bytes.Replace(raw, []byte(`"version": 1`), []byte(`"version": 2`), 1), 0o600)
-
-	if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 2") {
-		t.Errorf("Open with a version 2 envelope = %v; want an error naming the version", err)
-		if err == nil {
+	for _, file := range []string{msgSuffix, envSuffix} {
+		t.Run(file, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openSpool(t, dir, Options{NoSync: true})
+			env := testEnvelope()
+			id := commit(t, s, []byte("from the future\r\n"), env)
+			env.Attempts = 1
+			if err := s.Update(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
 			s.Close()
-		}
+			name := filepath.Join(dir, queueName, id+file)
+			raw, _ := os.ReadFile(name)
+			raw = bytes.Replace(raw, []byte(`"version":2`), []byte(`"version":3`), 1)
+			raw = bytes.Replace(raw, []byte(`"version": 2`), []byte(`"version": 3`), 1)
+			os.WriteFile(name, raw, 0o600)
+
+			if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 3") {
+				t.Errorf("Open with a version 3 file = %v; want an error naming the version", err)
+				if err == nil {
+					s.Close()
+				}
+			}
+			if _, err := os.Stat(name); err != nil {
+				t.Errorf("the version 3 file was moved: %v", err)
+			}
+		})
 	}
-	if _, err := os.Stat(name); err != nil {
-		t.Errorf("the version 2 envelope was moved: %v", err)
+}
+
+// writeLegacy writes a message in the two-file format of format version
+// 1, as the relay before it wrote it: ID.eml, the body, and ID.json, its
+// indented envelope. It returns the message's envelope as Open loads it.
+func writeLegacy(t testing.TB, dir, id string, body []byte, attempts int) *Envelope {
+	t.Helper()
+	q := filepath.Join(dir, queueName)
+	if err := os.MkdirAll(q, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q, id+legacySuffix), body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	js := fmt.Sprintf(`{
+  "version": 1,
+  "id": %q,
+  "profile": "office365",
+  "from": "alarms@plant.example.com",
+  "user": "scada",
+  "recipients": [
+    {
+      "addr": "ops@example.com",
+      "state": "delivered",
+      "reply": "250 2.0.0 OK"
+    },
+    {
+      "addr": "boss@example.com",
+      "state": "pending",
+      "reply": "451 4.7.0 try later"
+    }
+  ],
+  "arrived": "2025-11-25T07:59:12.123456Z",
+  "next_attempt": "2025-11-25T08:04:12Z",
+  "attempts": %d,
+  "last_error": "451 4.7.0 try later",
+  "size": %d
+}
+`, id, attempts, len(body))
+	if err := os.WriteFile(filepath.Join(q, id+envSuffix), []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &Envelope{
+		ID: id, Profile: "office365", From: "alarms@plant.example.com", User: "scada",
+		Recipients: []Recipient{
+			{Addr: "ops@example.com", State: Delivered, Reply: "250 2.0.0 OK"},
+			{Addr: "boss@example.com", State: Pending, Reply: "451 4.7.0 try later"},
+		},
+		Arrived:     time.Date(2025, 11, 25, 7, 59, 12, 123456000, time.UTC),
+		NextAttempt: time.Date(2025, 11, 25, 8, 4, 12, 0, time.UTC),
+		Attempts:    attempts, LastError: "451 4.7.0 try later", Size: int64(len(body)),
+	}
+}
+
+// TestLegacyFormat: a spool written by the two-file version (format 1)
+// loads beside new messages; its messages are read, updated (staying in
+// their format) and removed.
+func TestLegacyFormat(t *testing.T) {
+	dir := t.TempDir()
+	var gen idGen
+	id := gen.next(time.Date(2025, 11, 25, 7, 59, 12, 0, time.UTC))
+	body := []byte("Received: from plc\r\nSubject: old\r\n\r\nqueued before the upgrade\r\n")
+	want := writeLegacy(t, dir, id, body, 1)
+
+	s := openSpool(t, dir, Options{})
+	if got, err := s.Envelope(id); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Envelope(%s) = %+v, %v; want %+v", id, got, err, want)
+	}
+	if got := readBody(t, s, id); !bytes.Equal(got, body) {
+		t.Errorf("body = %q; want %q", got, body)
+	}
+	newID := commit(t, s, []byte("new\r\n"), testEnvelope())
+	if list, _ := s.List(); len(list) != 2 || list[0].ID != id || list[1].ID != newID {
+		t.Errorf("List() = %v; want [%s %s]", list, id, newID)
+	}
+
+	// An update keeps the message in its format: an ID.json of version 1
+	// beside the unchanged ID.eml.
+	want.Attempts = 2
+	if err := s.Update(context.Background(), want); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := os.ReadFile(filepath.Join(dir, queueName, id+envSuffix))
+	if !strings.Contains(string(js), `"version": 1`) || !strings.Contains(string(js), `"attempts": 2`) {
+		t.Errorf("updated %s:\n%s", id+envSuffix, js)
+	}
+	s.Close()
+	s = openSpool(t, dir, Options{})
+	if got, _ := s.Envelope(id); !reflect.DeepEqual(got, want) {
+		t.Errorf("after reopening, Envelope(%s) = %+v; want %+v", id, got, want)
+	}
+	if got := readBody(t, s, id); !bytes.Equal(got, body) {
+		t.Errorf("body after reopening = %q; want %q", got, body)
+	}
+	if err := s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if files := queueFiles(t, dir); !slices.Equal(files, []string{newID + msgSuffix}) {
+		t.Errorf("after Remove(%s), queue/ holds %v; want only %s", id, files, newID+msgSuffix)
+	}
+}
+
+// TestLegacyMismatch: files of the two formats that do not fit together are
+// quarantined.
+func TestLegacyMismatch(t *testing.T) {
+	dir := t.TempDir()
+	var gen idGen
+	now := time.Now()
+	sizeOff := gen.next(now) // ID.eml shorter than its envelope says
+	writeLegacy(t, dir, sizeOff, []byte("body\r\n"), 1)
+	os.WriteFile(filepath.Join(dir, queueName, sizeOff+legacySuffix), []byte("bod"), 0o600)
+	v2JSON := gen.next(now) // a version 2 ID.json beside an ID.eml
+	writeLegacy(t, dir, v2JSON, []byte("body\r\n"), 1)
+	js, _ := os.ReadFile(filepath.Join(dir, queueName, v2JSON+envSuffix))
+	os.WriteFile(filepath.Join(dir, queueName, v2JSON+envSuffix), bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 2`), 1), 0o600)
+	s := openSpool(t, dir, Options{})
+	v1JSON := commit(t, s, []byte("body\r\n"), testEnvelope()) // a version 1 ID.json beside an ID.mail
+	both := commit(t, s, []byte("body\r\n"), testEnvelope())   // ID.mail and ID.eml
+	s.Close()
+	writeLegacy(t, dir, v1JSON, []byte("body\r\n"), 1)
+	os.Remove(filepath.Join(dir, queueName, v1JSON+legacySuffix))
+	writeLegacy(t, dir, both, []byte("body\r\n"), 1)
+	os.Remove(filepath.Join(dir, queueName, both+envSuffix))
+
+	s = openSpool(t, dir, Options{})
+	if s.Len() != 0 {
+		list, _ := s.List()
+		t.Errorf("List() = %v; want nothing", list)
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue/ holds %v; want nothing", files)
+	}
+	q, _ := os.ReadDir(filepath.Join(dir, quarantineName))
+	if len(q) != 8 {
+		t.Errorf("quarantine/ holds %d files; want 8", len(q))
 	}
 }
 
@@ -394,7 +631,7 @@ func TestAbort(t *testing.T) {
 	dir := t.TempDir()
 	s := openSpool(t, dir, Options{})
 	ctx := context.Background()
-	w, err := s.Create(ctx)
+	w, err := s.Create(ctx, testEnvelope())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +651,7 @@ func TestAbort(t *testing.T) {
 	if _, err := w.Write([]byte("y")); err == nil {
 		t.Error("Write after Abort succeeded")
 	}
-	if _, err := w.Commit(ctx, testEnvelope()); err == nil {
+	if _, err := w.Commit(ctx); err == nil {
 		t.Error("Commit after Abort succeeded")
 	}
 	if files := queueFiles(t, dir); len(files) != 0 {
@@ -443,15 +680,21 @@ func TestCommitErrors(t *testing.T) {
 			w.f.Close() // the next flush fails: "file already closed"
 		}},
 		{name: "rename", break_: func(t *testing.T, s *Spool, w *Writer) {
-			// A directory where the envelope goes makes the rename fail.
-			if err := os.Mkdir(s.envPath(w.ID()), 0o700); err != nil {
+			// A directory where the message goes makes the rename fail.
+			if err := os.Mkdir(s.msgPath(w.ID()), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				if err := os.Remove(s.envPath(w.ID())); err != nil {
+				if err := os.Remove(s.msgPath(w.ID())); err != nil {
 					t.Error(err)
 				}
 			})
+		}},
+		{name: "write size", break_: func(t *testing.T, s *Spool, w *Writer) {
+			// A message larger than the buffer: the envelope line is on
+			// disk, and its size is written over it at Commit.
+			w.Write(bytes.Repeat([]byte("x"), 2*bufSize))
+			w.f.Close()
 		}},
 		{name: "canceled", ctx: func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -463,7 +706,7 @@ func TestCommitErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openSpool(t, dir, Options{})
-			w, err := s.Create(context.Background())
+			w, err := s.Create(context.Background(), testEnvelope())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -475,7 +718,7 @@ func TestCommitErrors(t *testing.T) {
 			if tt.ctx != nil {
 				ctx = tt.ctx()
 			}
-			if id, err := w.Commit(ctx, testEnvelope()); err == nil {
+			if id, err := w.Commit(ctx); err == nil {
 				t.Fatalf("Commit() = %s, nil; want an error", id)
 			} else {
 				t.Logf("Commit() = %v", err)
@@ -483,7 +726,7 @@ func TestCommitErrors(t *testing.T) {
 			if list, _ := s.List(); len(list) != 0 {
 				t.Errorf("List() after a failed Commit = %v", list)
 			}
-			files := slices.DeleteFunc(queueFiles(t, dir), func(n string) bool { return n == w.ID()+envSuffix && tt.name == "rename" })
+			files := slices.DeleteFunc(queueFiles(t, dir), func(n string) bool { return n == w.ID()+msgSuffix && tt.name == "rename" })
 			if len(files) != 0 {
 				t.Errorf("queue/ after a failed Commit holds %v", files)
 			}
@@ -529,13 +772,18 @@ func TestBadIDs(t *testing.T) {
 func TestFileModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	s := openSpool(t, dir, Options{})
-	id := commit(t, s, []byte("secret\r\n"), testEnvelope())
+	env := testEnvelope()
+	id := commit(t, s, []byte("secret\r\n"), env)
+	env.Attempts = 1
+	if err := s.Update(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]fs.FileMode{
 		dir:                                       fs.ModeDir | 0o700,
 		filepath.Join(dir, queueName):             fs.ModeDir | 0o700,
 		filepath.Join(dir, quarantineName):        fs.ModeDir | 0o700,
 		filepath.Join(dir, lockName):              0o600,
-		filepath.Join(dir, queueName, id+".eml"):  0o600,
+		filepath.Join(dir, queueName, id+".mail"): 0o600,
 		filepath.Join(dir, queueName, id+".json"): 0o600,
 	}
 	for name, mode := range want {
@@ -656,5 +904,106 @@ func TestDirSyncerGroups(t *testing.T) {
 	defer mu.Unlock()
 	if calls > 3 {
 		t.Errorf("%d fsyncs for 1 + %d callers; want 2 (3 if some were late)", calls, waiters)
+	}
+}
+
+// TestSizes commits messages around the Writer's buffer size, written in
+// one piece, in small pieces and through ReadFrom, with envelope lines short
+// and longer than the buffer, and reads each back after a restart.
+func TestSizes(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{NoSync: true})
+	ctx := context.Background()
+	var many []string
+	for i := range 600 {
+		many = append(many, fmt.Sprintf("recipient-with-a-long-name-%04d@example.com", i))
+	}
+	envs := map[string]func() *Envelope{
+		"short": func() *Envelope { return testEnvelope() },
+		"long":  func() *Envelope { return testEnvelope(many...) }, // its line is longer than the buffer
+	}
+	want := make(map[string][]byte)
+	for _, size := range []int{0, 1, bufSize - 300, bufSize - 1, bufSize, bufSize + 1, 3*bufSize + 17} {
+		body := make([]byte, size)
+		for i := range body {
+			body[i] = byte('a' + i%26)
+		}
+		for envName, mk := range envs {
+			for _, how := range []string{"whole", "pieces", "readfrom"} {
+				env := mk()
+				w, err := s.Create(ctx, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n int64
+				switch how {
+				case "whole":
+					k, err := w.Write(body)
+					n = int64(k)
+					if err != nil {
+						t.Fatal(err)
+					}
+				case "pieces":
+					for p := body; len(p) > 0; p = p[min(len(p), 1000):] {
+						k, err := w.Write(p[:min(len(p), 1000)])
+						n += int64(k)
+						if err != nil {
+							t.Fatal(err)
+						}
+					}
+				case "readfrom":
+					n, err = io.Copy(w, iotest.HalfReader(bytes.NewReader(body)))
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if n != int64(size) || w.Size() != int64(size) {
+					t.Errorf("%d bytes %s, %s envelope: wrote %d, Size() = %d", size, how, envName, n, w.Size())
+				}
+				id, err := w.Commit(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if env.Size != int64(size) {
+					t.Errorf("%d bytes %s, %s envelope: env.Size = %d", size, how, envName, env.Size)
+				}
+				want[id] = body
+			}
+		}
+	}
+	s.Close()
+	s = openSpool(t, dir, Options{})
+	if s.Len() != len(want) {
+		t.Fatalf("after reopening, Len() = %d; want %d", s.Len(), len(want))
+	}
+	for id, body := range want {
+		if got := readBody(t, s, id); !bytes.Equal(got, body) {
+			t.Errorf("message %s: read %d bytes; want %d", id, len(got), len(body))
+		}
+		if env, _ := s.Envelope(id); env.Size != int64(len(body)) {
+			t.Errorf("message %s: Size %d; want %d", id, env.Size, len(body))
+		}
+	}
+}
+
+// TestReadFromReadError: a read error in ReadFrom (the client's side)
+// comes back as it is, and the Writer can still be aborted cleanly.
+func TestReadFromReadError(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{NoSync: true})
+	w, err := s.Create(context.Background(), testEnvelope())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := errors.New("client went away")
+	n, err := io.Copy(w, io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(cut)))
+	if n != 7 || err != cut {
+		t.Errorf("io.Copy = %d, %v; want 7, %v", n, err, cut)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue/ after Abort holds %v", files)
 	}
 }

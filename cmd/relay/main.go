@@ -130,27 +130,35 @@ func loadConfig(flagValue string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
-// printConfigError prints a configuration error, one problem a line.
+// printConfigError prints a configuration error, one problem a line; in
+// the journal, as errors.
 func printConfigError(stderr io.Writer, err error) {
+	prefix := ""
+	if writesToJournal(stderr) {
+		prefix = journalPriority(slog.LevelError)
+	}
 	var ce *config.Error
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {
-			fmt.Fprintln(stderr, p.String())
+			fmt.Fprintln(stderr, prefix+p.String())
 		}
 		return
 	}
-	fmt.Fprintf(stderr, "relay: %v\n", err)
+	fmt.Fprintf(stderr, "%srelay: %v\n", prefix, err)
 }
 
 // newLogger makes the process logger: text (default) or JSON on stderr.
+// When w is the journal, each line starts with its syslog priority.
 func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	journal := writesToJournal(w)
 	opts := &slog.HandlerOptions{Level: level}
+	var newHandler func(io.Writer) slog.Handler
 	switch format {
 	case "", "text":
-		if writesToJournal(w) {
+		if journal {
 			opts.ReplaceAttr = dropTime // journald stamps each line itself
 		}
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		newHandler = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
 	case "json":
 		// Durations as "1.5s" rather than nanoseconds, as in the text format.
 		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
@@ -159,7 +167,12 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 			}
 			return a
 		}
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		newHandler = func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) }
+	default:
+		return nil, fmt.Errorf("unknown log format %q; use text or json", format)
 	}
-	return nil, fmt.Errorf("unknown log format %q; use text or json", format)
+	if journal {
+		return slog.New(newPriorityHandler(w, newHandler)), nil
+	}
+	return slog.New(newHandler(w)), nil
 }

@@ -97,9 +97,12 @@ type deadlineConn struct {
 	data       time.Duration
 	sessionEnd time.Time
 
-	mu      sync.Mutex
-	dataEnd time.Time // zero: not reading a message
-	expired bool
+	mu       sync.Mutex
+	dataEnd  time.Time // zero: not reading a message
+	expired  bool
+	inTx     bool // the session is in a mail transaction (MAIL to the end of DATA)
+	draining bool // the server shuts down: end the connection between transactions
+	onClose  func()
 
 	eof atomic.Bool // the client has closed its side
 }
@@ -110,7 +113,7 @@ func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *d
 
 // clamp returns the deadline to use instead of t; c.mu is held.
 func (c *deadlineConn) clamp(t time.Time) time.Time {
-	if c.expired {
+	if c.expired || (c.draining && !c.inTx && c.dataEnd.IsZero()) {
 		return time.Unix(1, 0)
 	}
 	if t.IsZero() || t.After(c.sessionEnd) {
@@ -172,6 +175,34 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 		c.expire()
 	}
 	return n, err
+}
+
+// drain ends the connection at its next command outside a transaction:
+// at once when it waits between transactions, else once the transaction
+// in progress is over. go-smtp answers the failed read with 421 and
+// closes.
+func (c *deadlineConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.inTx && c.dataEnd.IsZero() {
+		c.Conn.SetReadDeadline(c.clamp(time.Time{}))
+	}
+}
+
+// setTx records whether the session is in a mail transaction.
+func (c *deadlineConn) setTx(in bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inTx = in
+}
+
+// Close closes the connection and tells the server it is gone.
+func (c *deadlineConn) Close() error {
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return c.Conn.Close()
 }
 
 // expire makes every later read fail with a timeout.

@@ -56,9 +56,11 @@ type Server struct {
 
 	throttle *authThrottle
 
-	mu    sync.Mutex
-	conns map[netip.Addr]int
-	total int
+	mu       sync.Mutex
+	conns    map[netip.Addr]int
+	total    int
+	live     map[*deadlineConn]struct{}
+	draining bool
 }
 
 // state is everything a configuration decides; a reload swaps it whole.
@@ -83,7 +85,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
-	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int)}
+	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int), live: make(map[*deadlineConn]struct{})}
 	s.throttle = newAuthThrottle(opts.Limits, opts.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
@@ -161,9 +163,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting connections and waits, until ctx ends, for the
-// sessions in progress to finish; then it closes the rest.
+// Shutdown stops accepting connections, ends the idle ones (421), lets the
+// mail transactions in progress finish until ctx ends, ending each
+// connection after its transaction; then it closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for dc := range s.live {
+		dc.drain()
+	}
+	s.mu.Unlock()
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
 		s.smtp.Close()
@@ -210,7 +219,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
 			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
-			return newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now()), nil
+			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now())
+			l.s.track(dc)
+			return dc, nil
 		}
 		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
 		c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -229,6 +240,22 @@ func (s *Server) acquire(addr netip.Addr) bool {
 	s.total++
 	s.conns[addr]++
 	return true
+}
+
+// track keeps dc in the set of live connections until it closes, so that
+// Shutdown can end the idle ones.
+func (s *Server) track(dc *deadlineConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live[dc] = struct{}{}
+	dc.onClose = sync.OnceFunc(func() {
+		s.mu.Lock()
+		delete(s.live, dc)
+		s.mu.Unlock()
+	})
+	if s.draining {
+		dc.drain()
+	}
 }
 
 func (s *Server) release(addr netip.Addr) {

@@ -674,3 +674,45 @@ path = %q
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestShutdownEndsIdleConnectionsAndLetsTransactionsFinish: on shutdown an
+// idle client gets 421 at once, and a client in the middle of a
+// transaction finishes it, gets its 250 and then 421.
+func TestShutdownEndsIdleConnectionsAndLetsTransactionsFinish(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`
+[server]
+data_dir = %q
+default_profile = "local"
+[[profiles]]
+name = "local"
+kind = "maildir"
+path = %q
+`, dir, filepath.Join(dir, "md"))
+	addr, srv := startRelay(t, cfg)
+	idle := dial(t, addr)
+	idle.ehlo()
+	busy := dial(t, addr)
+	busy.ehlo()
+	busy.must("MAIL FROM:<a@example.com>", 250, "")
+	busy.must("RCPT TO:<b@example.com>", 250, "")
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	if code, last := idle.reply(); code != 421 {
+		t.Fatalf("idle client got %q; want 421", last)
+	}
+	if code, last := busy.data(msgBody); code != 250 {
+		t.Fatalf("DATA during shutdown → %q; want 250", last)
+	}
+	if code, last := busy.reply(); code != 421 {
+		t.Fatalf("after its transaction the client got %q; want 421", last)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown() = %v", err)
+	}
+}

@@ -164,6 +164,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.tx.utf8, s.tx.size = opts.UTF8, opts.Size
 	}
+	if s.dc != nil {
+		s.dc.setTx(true) // a shutdown lets this transaction finish
+	}
 	return nil
 }
 
@@ -389,6 +392,9 @@ func (s *session) Reset() {
 		}
 	}
 	s.tx = nil
+	if s.dc != nil {
+		s.dc.setTx(false)
+	}
 }
 
 // Logout implements smtp.Session.

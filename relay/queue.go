@@ -258,22 +258,23 @@ func (q *Queue) take(pq *profileQueue) *item {
 // idleOrExit waits up to queueLinger for more work. It returns false when
 // the worker should end; the worker count is then already decremented. A
 // kick that another worker answered first does not end the wait.
-func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bool {
+func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) (more, waited bool) {
 	deadline := time.Now().Add(queueLinger)
 	for {
 		q.mu.Lock()
 		if len(pq.ready) > 0 && !q.stopping {
 			q.mu.Unlock()
-			return true
+			return true, waited
 		}
 		remaining := time.Until(deadline)
 		if !linger || q.stopping || remaining <= 0 || q.abort.Err() != nil {
 			pq.workers--
 			q.mu.Unlock()
-			return false
+			return false, waited
 		}
 		pq.idle++
 		q.mu.Unlock()
+		waited = true
 		t := time.NewTimer(remaining)
 		select {
 		case <-kick:
@@ -292,7 +293,8 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	defer q.workers.Done()
 	var d Delivery
-	uses := 0 // messages d has carried
+	uses := 0      // messages d has carried
+	idled := false // d sat idle since its last message
 	defer func() {
 		if d != nil {
 			d.Close()
@@ -301,11 +303,21 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	for {
 		it := q.take(pq)
 		if it == nil {
-			if !q.idleOrExit(pq, kick, d != nil) {
+			more, waited := q.idleOrExit(pq, kick, d != nil)
+			if !more {
 				return
 			}
+			idled = idled || waited
 			continue
 		}
+		if d != nil && idled && d.Reset(q.abort) != nil {
+			// RSET before reusing a connection that sat idle, as Postfix
+			// does with cached connections: a dead one is replaced before
+			// a message goes out on it.
+			d.Close()
+			d = nil
+		}
+		idled = false
 		for {
 			if d != nil && !d.Usable() {
 				d.Close()

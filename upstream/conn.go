@@ -222,9 +222,10 @@ func (c *Conn) Data(ctx context.Context, body io.Reader) (string, error) {
 	return resp.StatusText, nil
 }
 
-// Reset abandons the current transaction (RSET).
+// Reset abandons the current transaction, if any (RSET). On a connection
+// that sat idle it also checks that the server is still there.
 func (c *Conn) Reset(ctx context.Context) error {
-	if c.broken || !c.dirty {
+	if c.broken {
 		return nil
 	}
 	defer c.guard(ctx)()

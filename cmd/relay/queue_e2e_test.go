@@ -27,6 +27,9 @@ func queueTestConfig(upstreamAddr string) string {
 data_dir = "data"
 default_profile = "up"
 
+[admin]
+listen = "" # relay queue works on the data directory, whatever runs on 127.0.0.1:8025
+
 [queue]
 min_backoff = "500ms"
 max_backoff = "2s"

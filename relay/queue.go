@@ -246,13 +246,32 @@ func (q *Queue) take(pq *profileQueue) *item {
 	for len(pq.ready) > 0 && !q.stopping {
 		it := pq.ready[0]
 		pq.ready = pq.ready[1:]
-		if q.items[it.id] != it || it.state != ready || !q.spool.Claim(it.id) {
+		if q.items[it.id] != it || it.state != ready {
 			continue // deleted or taken meanwhile
+		}
+		if !q.claimLocked(it) {
+			continue
 		}
 		it.state = inflight
 		return it
 	}
 	return nil
+}
+
+// claimLocked claims the spool message of a ready item. When that fails
+// the item leaves the ready list in a state that someone looks at again:
+// gone from the spool, it is forgotten; claimed by Retry or Delete for a
+// moment, it waits, due, and their Release and signal bring it back.
+func (q *Queue) claimLocked(it *item) bool {
+	if q.spool.Claim(it.id) {
+		return true
+	}
+	if _, err := q.spool.Envelope(it.id); err != nil {
+		delete(q.items, it.id)
+	} else {
+		it.state = waiting
+	}
+	return false
 }
 
 // idleOrExit waits up to queueLinger for more work. It returns false when
@@ -356,7 +375,7 @@ func (q *Queue) deferProfile(pq *profileQueue, it *item, err error) {
 	q.mu.Lock()
 	batch := []*item{it}
 	for _, r := range pq.ready {
-		if q.items[r.id] == r && r.state == ready && q.spool.Claim(r.id) {
+		if q.items[r.id] == r && r.state == ready && q.claimLocked(r) {
 			r.state = inflight
 			batch = append(batch, r)
 		}
@@ -584,6 +603,8 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Also after an error: a worker may have found a message claimed here.
+	defer q.signal()
 	n := 0
 	for _, env := range envs {
 		if id != "all" && env.ID != id {
@@ -612,7 +633,6 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 	if id != "all" && n == 0 {
 		return 0, fmt.Errorf("no queued message %s: %w", id, spool.ErrNotFound)
 	}
-	q.signal()
 	return n, nil
 }
 
@@ -626,6 +646,7 @@ func (q *Queue) Delete(id string) error {
 	}
 	if err := q.spool.Remove(id); err != nil {
 		q.spool.Release(id)
+		q.signal() // a worker may have found it claimed
 		return err
 	}
 	q.mu.Lock()

@@ -618,9 +618,17 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 		if busy || !q.spool.Claim(env.ID) {
 			continue // ready or being delivered already
 		}
-		env.NextAttempt = time.Time{}
-		err := q.spool.Update(ctx, env)
+		// The listed envelope may predate an attempt that ended since:
+		// change the current one, or that attempt's outcome is lost.
+		cur, err := q.spool.Envelope(env.ID)
+		if err == nil {
+			cur.NextAttempt = time.Time{}
+			err = q.spool.Update(ctx, cur)
+		}
 		q.spool.Release(env.ID)
+		if errors.Is(err, spool.ErrNotFound) {
+			continue // delivered or deleted meanwhile
+		}
 		if err != nil {
 			return n, err
 		}

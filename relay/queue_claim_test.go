@@ -76,3 +76,117 @@ func TestQueueDueWhileClaimedIsNotStranded(t *testing.T) {
 	u.WaitMessages(t, 1, 5*time.Second)
 	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
+
+// TestQueueRetryKeepsDeliveryProgress: Retry("all") rewrites each
+// message's envelope to make it due. A message whose delivery attempt ends
+// while Retry works through the list must keep what that attempt recorded;
+// Retry used to write back the envelope it had listed before, so a
+// recipient the upstream had just taken went back to pending and got the
+// message a second time.
+func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: func(to string) error {
+		if to == "busy@example.com" {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		}
+		return nil
+	}})
+	sp := openSpool(t, t.TempDir())
+
+	var (
+		mu       sync.Mutex
+		armed    bool
+		heldID   string
+		attempts = map[string]int{}
+	)
+	held := make(chan struct{})    // closed when the attempt is held
+	release := make(chan struct{}) // closed to let it finish
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	events := func(e Event) {
+		if e.Kind != EventAttempt {
+			return
+		}
+		mu.Lock()
+		attempts[e.ID]++
+		hold := armed && heldID == ""
+		if hold {
+			heldID = e.ID
+		}
+		mu.Unlock()
+		if hold {
+			close(held)
+			<-release
+		}
+	}
+	h := startQueueHarness(t, queueConfig(t, u.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), sp, Options{Events: events})
+
+	// Many deferred messages, so that Retry("all") takes a while.
+	const n = 200
+	c := dial(t, h.addr)
+	c.ehlo()
+	var first string
+	for i := 0; i < n; i++ {
+		c.must("MAIL FROM:<a@example.com>", 250, "")
+		c.must("RCPT TO:<busy@example.com>", 250, "")
+		code, last := c.data(msgBody)
+		if code != 250 {
+			t.Fatalf("DATA → %q", last)
+		}
+		if i == 0 {
+			first = strings.TrimPrefix(last, "250 2.0.0 OK queued as ")
+		}
+	}
+	c.cmd("QUIT")
+	waitFor(t, "every message to be deferred", 20*time.Second, func() bool {
+		envs, _ := sp.List()
+		for _, env := range envs {
+			if env.Attempts == 0 {
+				return false
+			}
+		}
+		return len(envs) == n
+	})
+
+	// The newest message: one recipient taken, one deferred. Its attempt
+	// is held before the outcome is recorded.
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	id := strings.TrimPrefix(sendOne(t, h.addr, "a@example.com", "ops@example.com", "busy@example.com"), "250 2.0.0 OK queued as ")
+	<-held
+	retried := make(chan error, 1)
+	go func() { _, err := h.srv.Queue().Retry(context.Background(), "all"); retried <- err }()
+	waitFor(t, "Retry to start", 10*time.Second, func() bool {
+		env, err := sp.Envelope(first)
+		return err == nil && env.NextAttempt.IsZero()
+	})
+	unblock() // the attempt records ops@example.com as delivered
+	if err := <-retried; err != nil {
+		t.Fatalf("Retry(all) = %v", err)
+	}
+	// The retry made the message due: it is tried again for busy@ only.
+	waitFor(t, "the next attempt", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts[id] >= 2
+	})
+	got := 0
+	for _, m := range u.Messages() {
+		for _, to := range m.To {
+			if to == "ops@example.com" {
+				got++
+			}
+		}
+	}
+	if got != 1 {
+		t.Fatalf("ops@example.com got the message %d times; want once", got)
+	}
+	env, err := sp.Envelope(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Recipients[0].State != spool.Delivered {
+		t.Errorf("after Retry, %s is %v; want delivered", env.Recipients[0].Addr, env.Recipients[0].State)
+	}
+}

@@ -194,6 +194,12 @@ func (q *Queue) signal() {
 func (q *Queue) Enqueue(env *spool.Envelope) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if _, ok := q.items[env.ID]; ok {
+		// Run took it from the spool already (it was committed just before
+		// Run listed the spool): one item per message, or a second one
+		// would go out past the first's claim and backoff.
+		return
+	}
 	it := &item{id: env.ID, profile: env.Profile, next: env.NextAttempt}
 	q.items[it.id] = it
 	if q.started && !q.stopping && !it.next.After(q.now()) {

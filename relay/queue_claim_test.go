@@ -190,3 +190,58 @@ func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
 		t.Errorf("after Retry, %s is %v; want delivered", env.Recipients[0].Addr, env.Recipients[0].State)
 	}
 }
+
+// TestQueueEnqueueOfKnownMessage: a message the queue already holds (a
+// session's Enqueue can come after Run listed the spool at start) keeps
+// its one item. Enqueue used to replace the item, so the message had two:
+// the second went out as soon as the first attempt ended, ignoring its
+// backoff (and, before claims were checked on the way out, stayed stuck).
+func TestQueueEnqueueOfKnownMessage(t *testing.T) {
+	var mu sync.Mutex
+	attempts := 0
+	inData := make(chan struct{}, 1)
+	proceed := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(proceed) }) }
+	t.Cleanup(unblock)
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{
+		OnMail: func(string) error {
+			mu.Lock()
+			attempts++
+			mu.Unlock()
+			return nil
+		},
+		OnData: func(testpeer.Message) error {
+			select {
+			case inData <- struct{}{}:
+			default:
+			}
+			<-proceed
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		},
+	})
+	sp := openSpool(t, t.TempDir())
+	env := &spool.Envelope{Profile: "up", From: "a@example.com", Recipients: []spool.Recipient{{Addr: "b@example.com"}}}
+	w, err := sp.Create(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(msgBody))
+	if _, err := w.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := startQueueHarness(t, queueConfig(t, u.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), sp, Options{})
+	<-inData // the queue picked the message up from the spool and delivers it
+	h.srv.Queue().Enqueue(env)
+	unblock()
+	waitFor(t, "the deferral", 5*time.Second, func() bool {
+		e, err := sp.Envelope(env.ID)
+		return err == nil && e.Attempts >= 1
+	})
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != 1 {
+		t.Fatalf("upstream saw %d attempts within a second of a 451 with a backoff of 1h; want 1", attempts)
+	}
+}

@@ -52,7 +52,9 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 		return
 	}
 	bounceEnv := &spool.Envelope{Profile: env.Profile, From: envFrom, Recipients: []spool.Recipient{{Addr: env.From}}, Bounce: true}
-	w, err := q.spool.Create(q.abort, bounceEnv)
+	// Not cut short by Close: the failure is recorded by now, and the
+	// bounce is all that tells the sender.
+	w, err := q.spool.Create(context.WithoutCancel(q.abort), bounceEnv)
 	if err == nil {
 		if _, err = w.Write(data); err != nil {
 			w.Abort()

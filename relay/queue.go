@@ -249,7 +249,9 @@ func (q *Queue) pushLocked(it *item) {
 func (q *Queue) take(pq *profileQueue) *item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(pq.ready) > 0 && !q.stopping {
+	// After Close nothing more is taken: an attempt would fail at once and
+	// put the message back, due, for the next one to take.
+	for len(pq.ready) > 0 && !q.stopping && q.abort.Err() == nil {
 		it := pq.ready[0]
 		pq.ready = pq.ready[1:]
 		if q.items[it.id] != it || it.state != ready {
@@ -287,7 +289,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 	deadline := time.Now().Add(queueLinger)
 	for {
 		q.mu.Lock()
-		if len(pq.ready) > 0 && !q.stopping {
+		if len(pq.ready) > 0 && !q.stopping && q.abort.Err() == nil {
 			q.mu.Unlock()
 			return true
 		}
@@ -339,11 +341,17 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 			if d == nil {
 				var err error
 				if d, err = q.open(pq.name); err != nil {
+					d = nil
+					if q.abort.Err() != nil {
+						// Close cut the attempt short: the relay stops, the
+						// upstream did not fail. The message stays as it was.
+						q.release(it, time.Time{})
+						break
+					}
 					// The upstream, its login or the token is the trouble,
 					// not this message: defer every ready message of the
 					// profile.
 					q.deferProfile(pq, it, err)
-					d = nil
 					break
 				}
 				uses = 0
@@ -535,7 +543,9 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 	}
 	env.NextAttempt = now.Add(sched.Backoff(env.Attempts, 0.9+0.2*rand.Float64()))
 	env.LastError = errString(err)
-	if uerr := q.spool.Update(q.abort, env); uerr != nil {
+	// Not cut short by Close: the attempt happened, and the old envelope
+	// would have it made again.
+	if uerr := q.spool.Update(context.WithoutCancel(q.abort), env); uerr != nil {
 		// The old envelope stays: the message is retried sooner, with
 		// recipients delivered meanwhile maybe delivered again.
 		q.logger.Error("cannot update a queued message", "id", env.ID, "error", uerr)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -243,5 +244,40 @@ func TestQueueEnqueueOfKnownMessage(t *testing.T) {
 	defer mu.Unlock()
 	if attempts != 1 {
 		t.Fatalf("upstream saw %d attempts within a second of a 451 with a backoff of 1h; want 1", attempts)
+	}
+}
+
+// TestQueueCloseDuringOpenRecordsNothing: Close cuts short a connection
+// that is still being opened. That is the relay stopping, not the
+// upstream failing: the message stays queued as it was. It used to be
+// handled like an upstream failure (deferProfile) with the queue's
+// cancelled context, so an attempt was counted, and a message past
+// max_lifetime was removed while its bounce could not be written: neither
+// delivered nor bounced.
+func TestQueueCloseDuringOpenRecordsNothing(t *testing.T) {
+	// An upstream that accepts connections but never greets.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sp := openSpool(t, t.TempDir())
+	h := startHarness(t, queueConfig(t, ln.Addr().String(), `max_lifetime = "300ms"`), Options{Spool: sp})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.srv.RunQueue(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	id := strings.TrimPrefix(sendOne(t, h.addr, "a@example.com", "b@example.com"), "250 2.0.0 OK queued as ")
+	time.Sleep(600 * time.Millisecond) // opening; smtp_timeout is 2 s
+	cancel()                           // stop, as on SIGTERM ...
+	h.srv.Queue().Close()              // ... and cut deliveries short
+	<-done
+	env, err := sp.Envelope(id)
+	if err != nil {
+		t.Fatalf("after Close during a connection attempt, the message is gone from the spool (%v); want it queued", err)
+	}
+	if env.Attempts != 0 || env.Recipients[0].State != spool.Pending {
+		t.Errorf("after Close during a connection attempt: attempts %d, recipient %v; want 0, pending", env.Attempts, env.Recipients[0].State)
 	}
 }

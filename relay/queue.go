@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -524,7 +526,9 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 			r := &env.Recipients[i]
 			if r.State == spool.Pending {
 				r.State = spool.Failed
-				r.Reply = fmt.Sprintf("gave up after %d attempts over %s: %s", env.Attempts, now.Sub(env.Arrived).Round(time.Minute), r.Reply)
+				if !strings.HasPrefix(r.Reply, "gave up after ") { // once, should the bounce have to wait
+					r.Reply = fmt.Sprintf("gave up after %d attempts over %s: %s", env.Attempts, now.Sub(env.Arrived).Round(time.Minute), r.Reply)
+				}
 				newlyFailed = append(newlyFailed, *r)
 			}
 		}
@@ -532,7 +536,20 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 		pending = 0
 	}
 	if len(newlyFailed) > 0 {
-		q.bounce(env, newlyFailed, now)
+		if berr := q.bounce(env, newlyFailed, now); berr != nil {
+			// Only the bounce tells the sender: without it the failed
+			// recipients stay pending, to fail and bounce again later.
+			for i := range env.Recipients {
+				r := &env.Recipients[i]
+				if r.State == spool.Failed && slices.ContainsFunc(newlyFailed, func(f spool.Recipient) bool { return f.Addr == r.Addr }) {
+					r.State = spool.Pending
+					pending++
+				}
+			}
+			if err == nil {
+				err = fmt.Errorf("queue the bounce: %w", berr)
+			}
+		}
 	}
 	if pending == 0 {
 		if rerr := q.spool.Remove(env.ID); rerr != nil {

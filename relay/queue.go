@@ -227,8 +227,12 @@ func (q *Queue) pushLocked(it *item) {
 		q.profiles[it.profile] = pq
 	}
 	if cap(pq.kick) != limit {
-		// A reload changed max_connections: idle workers of the old size
-		// run out their linger and end.
+		// A reload changed max_connections. Closing the old channel wakes
+		// the workers idle on it, which then wait on the new one (only
+		// this function and Run send, and always on the current one).
+		if pq.kick != nil {
+			close(pq.kick)
+		}
 		pq.kick = make(chan struct{}, limit)
 	}
 	it.state = ready
@@ -243,7 +247,7 @@ func (q *Queue) pushLocked(it *item) {
 	if pq.workers < limit {
 		pq.workers++
 		q.workers.Add(1)
-		go q.worker(pq, pq.kick)
+		go q.worker(pq)
 	}
 }
 
@@ -287,7 +291,7 @@ func (q *Queue) claimLocked(it *item) bool {
 // idleOrExit waits up to queueLinger for more work. It returns false when
 // the worker should end; the worker count is then already decremented. A
 // kick that another worker answered first does not end the wait.
-func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bool {
+func (q *Queue) idleOrExit(pq *profileQueue, linger bool) bool {
 	deadline := time.Now().Add(queueLinger)
 	for {
 		q.mu.Lock()
@@ -302,6 +306,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 			return false
 		}
 		pq.idle++
+		kick := pq.kick
 		q.mu.Unlock()
 		t := time.NewTimer(remaining)
 		select {
@@ -318,7 +323,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) bo
 
 // worker delivers its profile's ready messages over one connection at a
 // time, reopening it when it breaks.
-func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
+func (q *Queue) worker(pq *profileQueue) {
 	defer q.workers.Done()
 	var d Delivery
 	uses := 0 // messages d has carried
@@ -330,7 +335,7 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	for {
 		it := q.take(pq)
 		if it == nil {
-			if !q.idleOrExit(pq, kick, d != nil) {
+			if !q.idleOrExit(pq, d != nil) {
 				return
 			}
 			continue

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/spool"
 )
@@ -279,5 +280,31 @@ func TestQueueCloseDuringOpenRecordsNothing(t *testing.T) {
 	}
 	if env.Attempts != 0 || env.Recipients[0].State != spool.Pending {
 		t.Errorf("after Close during a connection attempt: attempts %d, recipient %v; want 0, pending", env.Attempts, env.Recipients[0].State)
+	}
+}
+
+// TestQueueReloadMaxConnectionsNoStall: a reload that changes a profile's
+// max_connections does not hold back the next messages. Idle workers
+// waited for a wake-up on the channel of the old size, which nobody sent
+// on any more, and took new messages only when their linger ran out.
+func TestQueueReloadMaxConnectionsNoStall(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	sp := openSpool(t, t.TempDir())
+	cfgText := queueConfig(t, u.Addr, "")
+	h := startQueueHarness(t, cfgText, sp, Options{})
+	sendOne(t, h.addr, "a@example.com", "b@example.com")
+	u.WaitMessages(t, 1, 5*time.Second) // a worker now lingers with its connection
+	cfg, err := config.Parse("test.toml", []byte(strings.Replace(cfgText, "max_connections = 2", "max_connections = 3", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	sendOne(t, h.addr, "a@example.com", "c@example.com")
+	u.WaitMessages(t, 2, 5*time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("after a reload of max_connections, a message took %v to go out; want it at once", d)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/spool"
@@ -446,7 +447,8 @@ func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 		return false
 	}
 	start := q.now()
-	res, err := d.Send(q.abort, &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size})
+	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to)}
+	res, err := d.Send(q.abort, msg)
 	body.Close()
 	if q.abort.Err() != nil {
 		// Shut down mid-delivery: the message stays queued as it was and
@@ -490,6 +492,20 @@ func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 	}
 	q.logOutcome(env, res, err, pending, start)
 	q.finish(env, it, err, newlyFailed)
+	return false
+}
+
+// needsSMTPUTF8 reports whether an envelope has a non-ASCII address, which
+// only SMTPUTF8 lets through (RFC 6531 §3.4). The spool does not store the
+// client's parameter; it accepted such addresses only with it (address.go).
+func needsSMTPUTF8(from string, to []string) bool {
+	for _, a := range append([]string{from}, to...) {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= utf8.RuneSelf {
+				return true
+			}
+		}
+	}
 	return false
 }
 

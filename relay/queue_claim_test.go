@@ -308,3 +308,25 @@ func TestQueueReloadMaxConnectionsNoStall(t *testing.T) {
 		t.Fatalf("after a reload of max_connections, a message took %v to go out; want it at once", d)
 	}
 }
+
+// TestQueueKeepsSMTPUTF8: a queued message whose envelope needs SMTPUTF8
+// (RFC 6531) is sent upstream with it. The queue sent MAIL without the
+// parameter, so an upstream refused the non-ASCII address with 553 5.6.7
+// (RFC 6531 §3.5) and the message bounced.
+func TestQueueKeepsSMTPUTF8(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	sp := openSpool(t, t.TempDir())
+	h := startQueueHarness(t, queueConfig(t, u.Addr, ""), sp, Options{})
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<jürgen@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<opérateur@example.com>", 250, "")
+	if code, last := c.data(msgBody); code != 250 {
+		t.Fatalf("DATA → %q; want 250", last)
+	}
+	c.cmd("QUIT")
+	m := u.WaitMessages(t, 1, 5*time.Second)[0]
+	if m.From != "jürgen@plant.example.com" || len(m.To) != 1 || m.To[0] != "opérateur@example.com" || !m.UTF8 {
+		t.Fatalf("upstream got from %q to %q, SMTPUTF8 %v; want the message with SMTPUTF8", m.From, m.To, m.UTF8)
+	}
+}

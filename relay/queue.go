@@ -450,9 +450,10 @@ func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to)}
 	res, err := d.Send(q.abort, msg)
 	body.Close()
-	if q.abort.Err() != nil {
+	if err != nil && q.abort.Err() != nil {
 		// Shut down mid-delivery: the message stays queued as it was and
 		// goes out again after the restart (at least once, never lost).
+		// A transaction that ended with the upstream's answer is recorded.
 		q.release(it, time.Time{})
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/spool"
+	"github.com/relaymail/relay/upstream"
 )
 
 // startQueueHarness is startHarness with the queue running on sp until
@@ -328,5 +329,74 @@ func TestQueueKeepsSMTPUTF8(t *testing.T) {
 	m := u.WaitMessages(t, 1, 5*time.Second)[0]
 	if m.From != "jürgen@plant.example.com" || len(m.To) != 1 || m.To[0] != "opérateur@example.com" || !m.UTF8 {
 		t.Fatalf("upstream got from %q to %q, SMTPUTF8 %v; want the message with SMTPUTF8", m.From, m.To, m.UTF8)
+	}
+}
+
+// closeAfterSend is a Delivery whose Send calls close once the upstream
+// has answered: Close of the queue lands just after a message went out.
+type closeAfterSend struct {
+	Delivery
+	close func()
+}
+
+func (d closeAfterSend) Send(ctx context.Context, msg *upstream.Message) (*upstream.Result, error) {
+	res, err := d.Delivery.Send(ctx, msg)
+	d.close()
+	return res, err
+}
+
+type closeAfterSendTransport struct {
+	Transport
+	close func()
+}
+
+func (t closeAfterSendTransport) Open(ctx context.Context) (Delivery, error) {
+	d, err := t.Transport.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return closeAfterSend{d, t.close}, nil
+}
+
+// TestQueueCloseAfterAcceptedKeepsOutcome: when Close comes after the
+// upstream accepted a message, the delivery is recorded; the message used
+// to be left queued as if cut short, and was sent again after the restart.
+func TestQueueCloseAfterAcceptedKeepsOutcome(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	sp := openSpool(t, t.TempDir())
+	cfg, err := config.Parse("test.toml", []byte(queueConfig(t, u.Addr, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srv *Server
+	srv, err = NewServer(cfg, Options{
+		Spool: sp,
+		Transports: func(p *config.Profile) (Transport, error) {
+			s, err := upstream.New(p, upstream.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return closeAfterSendTransport{SenderTransport(s), func() { srv.Queue().Close() }}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.RunQueue(ctx); close(done) }()
+	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+
+	id := strings.TrimPrefix(sendOne(t, ln.Addr().String(), "a@example.com", "b@example.com"), "250 2.0.0 OK queued as ")
+	u.WaitMessages(t, 1, 5*time.Second)
+	cancel()
+	<-done
+	if env, err := sp.Envelope(id); err == nil {
+		t.Fatalf("the upstream accepted %s, and it is still queued (%d attempts, recipient %v): it would go out again", id, env.Attempts, env.Recipients[0].State)
 	}
 }

@@ -23,13 +23,14 @@ const maxBounceHeaders = 64 << 10
 // bounce queues a delivery status notification (RFC 3464) for the
 // recipients that failed, to the message's sender, through the message's
 // own profile. A bounce is never sent for a bounce or to the null sender
-// (RFC 3464 §2, RFC 5321 §4.5.5), so bounces cannot loop.
-func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.Time) {
+// (RFC 3464 §2, RFC 5321 §4.5.5), so bounces cannot loop. An error means
+// that the bounce is not queued.
+func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.Time) error {
 	log := q.logger.With("id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", len(failed), "size", env.Size)
 	q.srv.emit(Event{Kind: EventBounced, ID: env.ID, Profile: env.Profile, Err: failed[0].Reply})
 	if env.Bounce || env.From == "" {
 		log.Warn("undeliverable bounce discarded", "reply", failed[0].Reply)
-		return
+		return nil
 	}
 	cfg := q.srv.Config()
 	// RFC 5321 §4.5.5: a DSN goes out with the null reverse-path. An
@@ -49,10 +50,12 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 	})
 	if err != nil {
 		log.Error("cannot build a bounce", "error", err)
-		return
+		return err
 	}
 	bounceEnv := &spool.Envelope{Profile: env.Profile, From: envFrom, Recipients: []spool.Recipient{{Addr: env.From}}, Bounce: true}
-	w, err := q.spool.Create(q.abort, bounceEnv)
+	// Not cut short by Close: the failure is recorded by now, and the
+	// bounce is all that tells the sender.
+	w, err := q.spool.Create(context.WithoutCancel(q.abort), bounceEnv)
 	if err == nil {
 		if _, err = w.Write(data); err != nil {
 			w.Abort()
@@ -61,11 +64,12 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 		}
 	}
 	if err != nil {
-		log.Error("cannot queue a bounce", "error", err)
-		return
+		log.Error("cannot queue a bounce; the message stays queued and is tried again", "error", err)
+		return err
 	}
 	log.Info("bounced", "bounce_id", bounceEnv.ID, "to", env.From, "reply", failed[0].Reply)
 	q.Enqueue(bounceEnv)
+	return nil
 }
 
 // originalHeaders reads the header section of a queued message: the

@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/spool"
@@ -194,6 +197,12 @@ func (q *Queue) signal() {
 func (q *Queue) Enqueue(env *spool.Envelope) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if _, ok := q.items[env.ID]; ok {
+		// Run took it from the spool already (it was committed just before
+		// Run listed the spool): one item per message, or a second one
+		// would go out past the first's claim and backoff.
+		return
+	}
 	it := &item{id: env.ID, profile: env.Profile, next: env.NextAttempt}
 	q.items[it.id] = it
 	if q.started && !q.stopping && !it.next.After(q.now()) {
@@ -219,8 +228,12 @@ func (q *Queue) pushLocked(it *item) {
 		q.profiles[it.profile] = pq
 	}
 	if cap(pq.kick) != limit {
-		// A reload changed max_connections: idle workers of the old size
-		// run out their linger and end.
+		// A reload changed max_connections. Closing the old channel wakes
+		// the workers idle on it, which then wait on the new one (only
+		// this function and Run send, and always on the current one).
+		if pq.kick != nil {
+			close(pq.kick)
+		}
 		pq.kick = make(chan struct{}, limit)
 	}
 	it.state = ready
@@ -235,7 +248,7 @@ func (q *Queue) pushLocked(it *item) {
 	if pq.workers < limit {
 		pq.workers++
 		q.workers.Add(1)
-		go q.worker(pq, pq.kick)
+		go q.worker(pq)
 	}
 }
 
@@ -243,11 +256,16 @@ func (q *Queue) pushLocked(it *item) {
 func (q *Queue) take(pq *profileQueue) *item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(pq.ready) > 0 && !q.stopping {
+	// After Close nothing more is taken: an attempt would fail at once and
+	// put the message back, due, for the next one to take.
+	for len(pq.ready) > 0 && !q.stopping && q.abort.Err() == nil {
 		it := pq.ready[0]
 		pq.ready = pq.ready[1:]
-		if q.items[it.id] != it || it.state != ready || !q.spool.Claim(it.id) {
+		if q.items[it.id] != it || it.state != ready {
 			continue // deleted or taken meanwhile
+		}
+		if !q.claimLocked(it) {
+			continue
 		}
 		it.state = inflight
 		return it
@@ -255,14 +273,30 @@ func (q *Queue) take(pq *profileQueue) *item {
 	return nil
 }
 
+// claimLocked claims the spool message of a ready item. When that fails
+// the item leaves the ready list in a state that someone looks at again:
+// gone from the spool, it is forgotten; claimed by Retry or Delete for a
+// moment, it waits, due, and their Release and signal bring it back.
+func (q *Queue) claimLocked(it *item) bool {
+	if q.spool.Claim(it.id) {
+		return true
+	}
+	if _, err := q.spool.Envelope(it.id); err != nil {
+		delete(q.items, it.id)
+	} else {
+		it.state = waiting
+	}
+	return false
+}
+
 // idleOrExit waits up to queueLinger for more work. It returns false when
 // the worker should end; the worker count is then already decremented. A
 // kick that another worker answered first does not end the wait.
-func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) (more, waited bool) {
+func (q *Queue) idleOrExit(pq *profileQueue, linger bool) (more, waited bool) {
 	deadline := time.Now().Add(queueLinger)
 	for {
 		q.mu.Lock()
-		if len(pq.ready) > 0 && !q.stopping {
+		if len(pq.ready) > 0 && !q.stopping && q.abort.Err() == nil {
 			q.mu.Unlock()
 			return true, waited
 		}
@@ -273,6 +307,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) (m
 			return false, waited
 		}
 		pq.idle++
+		kick := pq.kick
 		q.mu.Unlock()
 		waited = true
 		t := time.NewTimer(remaining)
@@ -290,7 +325,7 @@ func (q *Queue) idleOrExit(pq *profileQueue, kick chan struct{}, linger bool) (m
 
 // worker delivers its profile's ready messages over one connection at a
 // time, reopening it when it breaks.
-func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
+func (q *Queue) worker(pq *profileQueue) {
 	defer q.workers.Done()
 	var d Delivery
 	uses := 0      // messages d has carried
@@ -303,7 +338,7 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 	for {
 		it := q.take(pq)
 		if it == nil {
-			more, waited := q.idleOrExit(pq, kick, d != nil)
+			more, waited := q.idleOrExit(pq, d != nil)
 			if !more {
 				return
 			}
@@ -326,11 +361,17 @@ func (q *Queue) worker(pq *profileQueue, kick chan struct{}) {
 			if d == nil {
 				var err error
 				if d, err = q.open(pq.name); err != nil {
+					d = nil
+					if q.abort.Err() != nil {
+						// Close cut the attempt short: the relay stops, the
+						// upstream did not fail. The message stays as it was.
+						q.release(it, time.Time{})
+						break
+					}
 					// The upstream, its login or the token is the trouble,
 					// not this message: defer every ready message of the
 					// profile.
 					q.deferProfile(pq, it, err)
-					d = nil
 					break
 				}
 				uses = 0
@@ -368,7 +409,7 @@ func (q *Queue) deferProfile(pq *profileQueue, it *item, err error) {
 	q.mu.Lock()
 	batch := []*item{it}
 	for _, r := range pq.ready {
-		if q.items[r.id] == r && r.state == ready && q.spool.Claim(r.id) {
+		if q.items[r.id] == r && r.state == ready && q.claimLocked(r) {
 			r.state = inflight
 			batch = append(batch, r)
 		}
@@ -418,11 +459,13 @@ func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 		return false
 	}
 	start := q.now()
-	res, err := d.Send(q.abort, &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size})
+	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to)}
+	res, err := d.Send(q.abort, msg)
 	body.Close()
-	if q.abort.Err() != nil {
+	if err != nil && q.abort.Err() != nil {
 		// Shut down mid-delivery: the message stays queued as it was and
 		// goes out again after the restart (at least once, never lost).
+		// A transaction that ended with the upstream's answer is recorded.
 		q.release(it, time.Time{})
 		return false
 	}
@@ -465,6 +508,20 @@ func (q *Queue) deliver(d Delivery, it *item, reused bool) (again bool) {
 	return false
 }
 
+// needsSMTPUTF8 reports whether an envelope has a non-ASCII address, which
+// only SMTPUTF8 lets through (RFC 6531 §3.4). The spool does not store the
+// client's parameter; it accepted such addresses only with it (address.go).
+func needsSMTPUTF8(from string, to []string) bool {
+	for _, a := range append([]string{from}, to...) {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= utf8.RuneSelf {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // logOutcome writes one line per message event, Postfix-style.
 func (q *Queue) logOutcome(env *spool.Envelope, res *upstream.Result, err error, pending []int, start time.Time) {
 	attrs := []any{"id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", len(pending), "size", env.Size,
@@ -503,7 +560,9 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 			r := &env.Recipients[i]
 			if r.State == spool.Pending {
 				r.State = spool.Failed
-				r.Reply = fmt.Sprintf("gave up after %d attempts over %s: %s", env.Attempts, now.Sub(env.Arrived).Round(time.Minute), r.Reply)
+				if !strings.HasPrefix(r.Reply, "gave up after ") { // once, should the bounce have to wait
+					r.Reply = fmt.Sprintf("gave up after %d attempts over %s: %s", env.Attempts, now.Sub(env.Arrived).Round(time.Minute), r.Reply)
+				}
 				newlyFailed = append(newlyFailed, *r)
 			}
 		}
@@ -511,7 +570,20 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 		pending = 0
 	}
 	if len(newlyFailed) > 0 {
-		q.bounce(env, newlyFailed, now)
+		if berr := q.bounce(env, newlyFailed, now); berr != nil {
+			// Only the bounce tells the sender: without it the failed
+			// recipients stay pending, to fail and bounce again later.
+			for i := range env.Recipients {
+				r := &env.Recipients[i]
+				if r.State == spool.Failed && slices.ContainsFunc(newlyFailed, func(f spool.Recipient) bool { return f.Addr == r.Addr }) {
+					r.State = spool.Pending
+					pending++
+				}
+			}
+			if err == nil {
+				err = fmt.Errorf("queue the bounce: %w", berr)
+			}
+		}
 	}
 	if pending == 0 {
 		if rerr := q.spool.Remove(env.ID); rerr != nil {
@@ -522,7 +594,9 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 	}
 	env.NextAttempt = now.Add(sched.Backoff(env.Attempts, 0.9+0.2*rand.Float64()))
 	env.LastError = errString(err)
-	if uerr := q.spool.Update(q.abort, env); uerr != nil {
+	// Not cut short by Close: the attempt happened, and the old envelope
+	// would have it made again.
+	if uerr := q.spool.Update(context.WithoutCancel(q.abort), env); uerr != nil {
 		// The old envelope stays: the message is retried sooner, with
 		// recipients delivered meanwhile maybe delivered again.
 		q.logger.Error("cannot update a queued message", "id", env.ID, "error", uerr)
@@ -596,6 +670,8 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Also after an error: a worker may have found a message claimed here.
+	defer q.signal()
 	n := 0
 	for _, env := range envs {
 		if id != "all" && env.ID != id {
@@ -609,9 +685,17 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 		if busy || !q.spool.Claim(env.ID) {
 			continue // ready or being delivered already
 		}
-		env.NextAttempt = time.Time{}
-		err := q.spool.Update(ctx, env)
+		// The listed envelope may predate an attempt that ended since:
+		// change the current one, or that attempt's outcome is lost.
+		cur, err := q.spool.Envelope(env.ID)
+		if err == nil {
+			cur.NextAttempt = time.Time{}
+			err = q.spool.Update(ctx, cur)
+		}
 		q.spool.Release(env.ID)
+		if errors.Is(err, spool.ErrNotFound) {
+			continue // delivered or deleted meanwhile
+		}
 		if err != nil {
 			return n, err
 		}
@@ -624,7 +708,6 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 	if id != "all" && n == 0 {
 		return 0, fmt.Errorf("no queued message %s: %w", id, spool.ErrNotFound)
 	}
-	q.signal()
 	return n, nil
 }
 
@@ -638,6 +721,7 @@ func (q *Queue) Delete(id string) error {
 	}
 	if err := q.spool.Remove(id); err != nil {
 		q.spool.Release(id)
+		q.signal() // a worker may have found it claimed
 		return err
 	}
 	q.mu.Lock()

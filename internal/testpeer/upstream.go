@@ -63,6 +63,7 @@ type Message struct {
 	User string // authenticated user, or ""
 	TLS  bool
 	Helo string
+	UTF8 bool // MAIL had the SMTPUTF8 parameter
 }
 
 // Upstream is a running go-smtp server on 127.0.0.1.
@@ -210,6 +211,7 @@ type upstreamSession struct {
 	helo string
 	user string
 	from string
+	utf8 bool
 	to   []string
 }
 
@@ -256,9 +258,13 @@ func (s *upstreamSession) login(user, mech string) {
 	s.u.mu.Unlock()
 }
 
-func (s *upstreamSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *upstreamSession) Mail(from string, opts *smtp.MailOptions) error {
 	if (s.u.opts.Users != nil || s.u.opts.ExtraAuth != nil) && s.user == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
+	s.utf8 = opts != nil && opts.UTF8
+	if err := s.checkASCII(from); err != nil {
+		return err
 	}
 	if s.u.opts.OnMail != nil {
 		if err := s.u.opts.OnMail(from); err != nil {
@@ -270,6 +276,9 @@ func (s *upstreamSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *upstreamSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := s.checkASCII(to); err != nil {
+		return err
+	}
 	if s.u.opts.OnRcpt != nil {
 		if err := s.u.opts.OnRcpt(to); err != nil {
 			return err
@@ -284,7 +293,7 @@ func (s *upstreamSession) Data(r io.Reader) error {
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
 	}
-	m := Message{From: s.from, To: append([]string(nil), s.to...), Data: buf.Bytes(), User: s.user, TLS: s.tls, Helo: s.helo}
+	m := Message{From: s.from, To: append([]string(nil), s.to...), Data: buf.Bytes(), User: s.user, TLS: s.tls, Helo: s.helo, UTF8: s.utf8}
 	if s.u.opts.OnData != nil {
 		if err := s.u.opts.OnData(m); err != nil {
 			var se *smtp.SMTPError
@@ -301,7 +310,21 @@ func (s *upstreamSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *upstreamSession) Reset() { s.from, s.to = "", nil }
+// checkASCII refuses a non-ASCII address in a transaction without
+// SMTPUTF8, as RFC 6531 §3.5 has servers do.
+func (s *upstreamSession) checkASCII(addr string) error {
+	if s.utf8 {
+		return nil
+	}
+	for i := 0; i < len(addr); i++ {
+		if addr[i] >= 0x80 {
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+		}
+	}
+	return nil
+}
+
+func (s *upstreamSession) Reset() { s.from, s.to, s.utf8 = "", nil, false }
 
 func (s *upstreamSession) Logout() error { return nil }
 

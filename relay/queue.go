@@ -86,11 +86,12 @@ type item struct {
 }
 
 type profileQueue struct {
-	name    string
-	ready   []*item
-	workers int
-	idle    int
-	kick    chan struct{}
+	name      string
+	ready     []*item
+	workers   int
+	idle      int
+	connected int // workers holding an open connection
+	kick      chan struct{}
 }
 
 func newQueue(srv *Server, sp *spool.Spool) *Queue {
@@ -330,11 +331,16 @@ func (q *Queue) worker(pq *profileQueue) {
 	var d Delivery
 	uses := 0      // messages d has carried
 	idled := false // d sat idle since its last message
-	defer func() {
+	hangUp := func() {
 		if d != nil {
 			d.Close()
+			d = nil
+			q.mu.Lock()
+			pq.connected--
+			q.mu.Unlock()
 		}
-	}()
+	}
+	defer hangUp()
 	for {
 		it := q.take(pq)
 		if it == nil {
@@ -349,24 +355,29 @@ func (q *Queue) worker(pq *profileQueue) {
 			// RSET before reusing a connection that sat idle, as Postfix
 			// does with cached connections: a dead one is replaced before
 			// a message goes out on it.
-			d.Close()
-			d = nil
+			hangUp()
 		}
 		idled = false
 		for {
 			if d != nil && !d.Usable() {
-				d.Close()
-				d = nil
+				hangUp()
 			}
 			if d == nil {
-				var err error
-				if d, err = q.open(pq.name); err != nil {
-					d = nil
+				conn, err := q.open(pq.name)
+				if err != nil {
 					if q.abort.Err() != nil {
 						// Close cut the attempt short: the relay stops, the
 						// upstream did not fail. The message stays as it was.
 						q.release(it, time.Time{})
 						break
+					}
+					if q.handBack(pq, it) {
+						// Other connections of the profile work: the
+						// upstream refuses one more (Office 365 allows a
+						// few per mailbox). They take the message; this
+						// worker ends.
+						q.logger.Info("no further connection to the upstream; the open ones carry on", "profile", pq.name, "error", err.Error())
+						return
 					}
 					// The upstream, its login or the token is the trouble,
 					// not this message: defer every ready message of the
@@ -374,6 +385,10 @@ func (q *Queue) worker(pq *profileQueue) {
 					q.deferProfile(pq, it, err)
 					break
 				}
+				d = conn
+				q.mu.Lock()
+				pq.connected++
+				q.mu.Unlock()
 				uses = 0
 			}
 			uses++
@@ -382,17 +397,39 @@ func (q *Queue) worker(pq *profileQueue) {
 			}
 			// The kept connection had died while idle (the server closed
 			// it): send again on a new one, without counting an attempt.
-			d.Close()
-			d = nil
+			hangUp()
 		}
 	}
+}
+
+// handBack returns it, untried, to the front of the ready list when
+// another worker of the profile holds a working connection, and ends this
+// worker's count. It reports whether it did.
+func (q *Queue) handBack(pq *profileQueue, it *item) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if pq.connected == 0 || q.items[it.id] != it {
+		return false
+	}
+	it.state = ready
+	pq.ready = append([]*item{it}, pq.ready...)
+	pq.workers--
+	q.spool.Release(it.id)
+	if pq.idle > 0 {
+		select {
+		case pq.kick <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // stale reports whether err means that a kept connection died while idle:
 // no reply at all to the first command of a transaction.
 func stale(err error) bool {
 	var ue *upstream.Error
-	return errors.As(err, &ue) && ue.Code == 0 && (ue.Step == upstream.StepMail || ue.Step == upstream.StepReset)
+	// RFC 5321 §3.8: a 421 is the server closing the channel, too.
+	return errors.As(err, &ue) && (ue.Code == 0 || ue.Code == 421) && (ue.Step == upstream.StepMail || ue.Step == upstream.StepReset)
 }
 
 func (q *Queue) open(profile string) (Delivery, error) {
@@ -555,7 +592,9 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 			pending++
 		}
 	}
-	if pending > 0 && now.Sub(env.Arrived) >= sched.Lifetime {
+	// Mail of a profile no longer configured waits for it (or for relay
+	// queue delete): a bounce would have no profile to go through.
+	if pending > 0 && now.Sub(env.Arrived) >= sched.Lifetime && q.srv.Config().Profile(env.Profile) != nil {
 		for i := range env.Recipients {
 			r := &env.Recipients[i]
 			if r.State == spool.Pending {

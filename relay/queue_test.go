@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/spool"
 )
@@ -458,4 +459,52 @@ func TestQueueKeptConnectionDiedWhileIdle(t *testing.T) {
 	u2 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Addr: u1.Addr})
 	sendOne(t, addr, "a@example.com", "c@example.com")
 	u2.WaitMessages(t, 1, 5*time.Second)
+}
+
+// TestQueueUpstreamRefusesExtraConnections: when the upstream takes fewer
+// connections than max_connections (421 to the rest), the open ones carry
+// the burst; nothing is deferred.
+func TestQueueUpstreamRefusesExtraConnections(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{MaxConns: 1})
+	sp := openSpool(t, t.TempDir())
+	cfg := strings.Replace(queueConfig(t, u.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), "max_connections = 2", "max_connections = 4", 1)
+	addr, _ := startRelayWith(t, cfg, sp)
+	c := dial(t, addr)
+	c.ehlo()
+	const n = 20
+	for i := 0; i < n; i++ {
+		c.must("MAIL FROM:<a@example.com>", 250, "")
+		c.must("RCPT TO:<b"+strconv.Itoa(i)+"@example.com>", 250, "")
+		if code, last := c.data(msgBody); code != 250 {
+			t.Fatalf("DATA → %q", last)
+		}
+	}
+	// With min_backoff an hour, a deferred message would not arrive.
+	u.WaitMessages(t, n, 15*time.Second)
+}
+
+// TestQueueProfileRemovedByReloadWaits: mail of a profile a reload
+// removed waits in the queue, past max_lifetime, instead of bouncing
+// through a profile that is gone.
+func TestQueueProfileRemovedByReloadWaits(t *testing.T) {
+	sp := openSpool(t, t.TempDir())
+	cfg := queueConfig(t, testpeer.FreeAddr(t), "min_backoff = \"100ms\"\nmax_backoff = \"200ms\"\nmax_lifetime = \"600ms\"")
+	addr, srv := startRelayWith(t, cfg, sp)
+	id := strings.TrimPrefix(sendOne(t, addr, "a@example.com", "b@example.com"), "250 2.0.0 OK queued as ")
+	without := strings.Replace(strings.Replace(cfg, `name = "up"`, `name = "other"`, 1), `default_profile = "up"`, `default_profile = "other"`, 1)
+	newCfg, err := config.Parse("test.toml", []byte(without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Apply(newCfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past max_lifetime, several attempts
+	env, err := sp.Envelope(id)
+	if err != nil {
+		t.Fatalf("message %s left the queue: %v", id, err)
+	}
+	if env.Recipients[0].State != spool.Pending || !strings.Contains(env.LastError, "not in the configuration") {
+		t.Fatalf("envelope %+v; want pending with the missing profile as its error", env)
+	}
 }

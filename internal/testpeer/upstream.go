@@ -53,6 +53,11 @@ type UpstreamOptions struct {
 	// Addr is the address to listen on; default 127.0.0.1:0. Set it to
 	// bring an upstream back on the port of one that was down.
 	Addr string
+
+	// MaxConns, when positive, refuses connections beyond that many at
+	// once with "421 4.3.2 Too many connections", as Office 365 does past a
+	// few per mailbox.
+	MaxConns int
 }
 
 // Message is one message an upstream accepted.
@@ -123,6 +128,9 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 	}
 	if opts.GreetingDelay > 0 {
 		ln = &delayListener{Listener: ln, delay: opts.GreetingDelay}
+	}
+	if opts.MaxConns > 0 {
+		ln = &capListener{Listener: ln, max: opts.MaxConns}
 	}
 	u.Addr = ln.Addr().String()
 	host, port, _ := net.SplitHostPort(u.Addr)
@@ -359,4 +367,45 @@ func XOAUTH2(opts UpstreamOptions, auth *AuthServer, style AuthXOAUTH2Style) Ups
 		})
 	}
 	return opts
+}
+
+// capListener refuses connections beyond max at once with a 421 greeting.
+type capListener struct {
+	net.Listener
+	max int
+	mu  sync.Mutex
+	n   int
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.n >= l.max {
+			l.mu.Unlock()
+			c.Write([]byte("421 4.3.2 Too many connections\r\n"))
+			c.Close()
+			continue
+		}
+		l.n++
+		l.mu.Unlock()
+		return &capConn{Conn: c, release: sync.OnceFunc(func() {
+			l.mu.Lock()
+			l.n--
+			l.mu.Unlock()
+		})}, nil
+	}
+}
+
+type capConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *capConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }

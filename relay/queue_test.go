@@ -78,6 +78,21 @@ func sendOne(t *testing.T, addr, from string, to ...string) string {
 	return last
 }
 
+// sendBurst sends n messages one after another on one connection, each
+// to its own recipient.
+func sendBurst(t *testing.T, addr string, n int) {
+	t.Helper()
+	c := dial(t, addr)
+	c.ehlo()
+	for i := 0; i < n; i++ {
+		c.must("MAIL FROM:<a@example.com>", 250, "")
+		c.must("RCPT TO:<b"+strconv.Itoa(i)+"@example.com>", 250, "")
+		if code, last := c.data(msgBody); code != 250 {
+			t.Fatalf("DATA → %q", last)
+		}
+	}
+}
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -350,16 +365,8 @@ func TestQueueBurstSharesConnections(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	sp := openSpool(t, t.TempDir())
 	addr, _ := startRelayWith(t, queueConfig(t, u.Addr, ""), sp)
-	c := dial(t, addr)
-	c.ehlo()
 	const n = 30
-	for i := 0; i < n; i++ {
-		c.must("MAIL FROM:<a@example.com>", 250, "")
-		c.must("RCPT TO:<b"+strconv.Itoa(i)+"@example.com>", 250, "")
-		if code, last := c.data(msgBody); code != 250 {
-			t.Fatalf("DATA → %q", last)
-		}
-	}
+	sendBurst(t, addr, n)
 	u.WaitMessages(t, n, 10*time.Second)
 	if s := u.Sessions(); s > 2 {
 		t.Fatalf("upstream saw %d connections for a burst; want at most max_connections = 2", s)
@@ -469,16 +476,8 @@ func TestQueueUpstreamRefusesExtraConnections(t *testing.T) {
 	sp := openSpool(t, t.TempDir())
 	cfg := strings.Replace(queueConfig(t, u.Addr, "min_backoff = \"1h\"\nmax_backoff = \"1h\""), "max_connections = 2", "max_connections = 4", 1)
 	addr, _ := startRelayWith(t, cfg, sp)
-	c := dial(t, addr)
-	c.ehlo()
 	const n = 20
-	for i := 0; i < n; i++ {
-		c.must("MAIL FROM:<a@example.com>", 250, "")
-		c.must("RCPT TO:<b"+strconv.Itoa(i)+"@example.com>", 250, "")
-		if code, last := c.data(msgBody); code != 250 {
-			t.Fatalf("DATA → %q", last)
-		}
-	}
+	sendBurst(t, addr, n)
 	// With min_backoff an hour, a deferred message would not arrive.
 	u.WaitMessages(t, n, 15*time.Second)
 }

@@ -207,6 +207,22 @@ func hash(t *testing.T, pw string) string {
 	return string(h)
 }
 
+// directConfig sends everything through one profile "up" that waits for
+// the upstream on port (delivery = "direct").
+func directConfig(t *testing.T, port int) string {
+	return fmt.Sprintf(`
+[server]
+data_dir = %q
+default_profile = "up"
+[[profiles]]
+name = "up"
+hostname = "127.0.0.1"
+port = %d
+smtp_timeout = "2s"
+delivery = "direct"
+`, t.TempDir(), port)
+}
+
 func classicConfig(t *testing.T, u *testpeer.Upstream, extra string) string {
 	caFile, _, _ := testpeer.TestPKI(t).Files(t)
 	return fmt.Sprintf(`
@@ -470,17 +486,7 @@ func TestDirectModePassesUpstreamReplies(t *testing.T) {
 			return nil
 		},
 	})
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "up"
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-delivery = "direct"
-`, t.TempDir(), u.Port)
-	addr, _ := startRelay(t, cfg)
+	addr, _ := startRelay(t, directConfig(t, u.Port))
 	c := dial(t, addr)
 	c.ehlo()
 	c.must("MAIL FROM:<a@example.com>", 250, "")
@@ -504,18 +510,7 @@ func TestUpstreamDownIsTemporary(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "up"
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-smtp_timeout = "2s"
-delivery = "direct"
-`, t.TempDir(), port)
-	addr, _ := startRelay(t, cfg)
+	addr, _ := startRelay(t, directConfig(t, port))
 	c := dial(t, addr)
 	c.ehlo()
 	c.must("MAIL FROM:<a@example.com>", 250, "")
@@ -566,17 +561,7 @@ delivery = "direct"
 // <LF>.<LF> inside DATA does not end the message (SMTP smuggling).
 func TestBareLineEndingsAreNormalised(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "up"
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-delivery = "direct"
-`, t.TempDir(), u.Port)
-	addr, _ := startRelay(t, cfg)
+	addr, _ := startRelay(t, directConfig(t, u.Port))
 	c := dial(t, addr)
 	c.ehlo()
 	c.must("MAIL FROM:<a@example.com>", 250, "")

@@ -586,16 +586,7 @@ func TestBareLineEndingsAreNormalised(t *testing.T) {
 }
 
 func TestEmbeddedDefaultMaildir(t *testing.T) {
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "local"
-[[profiles]]
-name = "local"
-kind = "maildir"
-path = %q
-`, dir, filepath.Join(dir, "maildir"))
+	cfg, maildir := maildirConfig(t, "")
 	addr, _ := startRelay(t, cfg)
 	c := dial(t, addr)
 	c.send("HELO old-printer")
@@ -605,11 +596,11 @@ path = %q
 	if code, last := c.data(msgBody); code != 250 {
 		t.Fatalf("DATA → %q", last)
 	}
-	files, err := os.ReadDir(filepath.Join(dir, "maildir", "new"))
+	files, err := os.ReadDir(filepath.Join(maildir, "new"))
 	if err != nil || len(files) != 1 {
 		t.Fatalf("maildir/new holds %v, %v; want one message", files, err)
 	}
-	data, _ := os.ReadFile(filepath.Join(dir, "maildir", "new", files[0].Name()))
+	data, _ := os.ReadFile(filepath.Join(maildir, "new", files[0].Name()))
 	if !strings.HasPrefix(string(data), "Return-Path: <printer@example.com>\nReceived: from old-printer") ||
 		!strings.HasSuffix(string(data), strings.ReplaceAll(msgBody, "\r\n", "\n")) {
 		t.Fatalf("maildir message = %q", data)
@@ -617,16 +608,7 @@ path = %q
 }
 
 func TestConnectionLimitPerClient(t *testing.T) {
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-max_connections_per_client = 2
-default_profile = "local"
-[[profiles]]
-name = "local"
-kind = "maildir"
-path = %q
-`, t.TempDir(), filepath.Join(t.TempDir(), "md"))
+	cfg, _ := maildirConfig(t, "max_connections_per_client = 2")
 	addr, _ := startRelay(t, cfg)
 	dial(t, addr)
 	second := dial(t, addr)
@@ -664,16 +646,7 @@ path = %q
 // idle client gets 421 at once, and a client in the middle of a
 // transaction finishes it, gets its 250 and then 421.
 func TestShutdownEndsIdleConnectionsAndLetsTransactionsFinish(t *testing.T) {
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "local"
-[[profiles]]
-name = "local"
-kind = "maildir"
-path = %q
-`, dir, filepath.Join(dir, "md"))
+	cfg, _ := maildirConfig(t, "")
 	addr, srv := startRelay(t, cfg)
 	idle := dial(t, addr)
 	idle.ehlo()

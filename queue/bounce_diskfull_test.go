@@ -1,6 +1,6 @@
 //go:build linux
 
-package relay
+package queue
 
 import (
 	"bytes"
@@ -45,10 +45,9 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	}})
 	sp := openSpool(t, filepath.Join(mnt, "spool"))
-	h := startQueueHarness(t, queueConfig(t, u.Addr, `min_backoff = "1h"
-max_backoff = "1h"`), sp, Options{})
+	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{})
 
-	id := strings.TrimPrefix(sendOne(t, h.addr, "alarms@plant.example.com", "gone@example.com"), "250 2.0.0 OK queued as ")
+	id := h.submit(t, "alarms@plant.example.com", "gone@example.com")
 	<-inRcpt
 	// Fill the disk to the last page, then let the upstream refuse.
 	var fillers []string
@@ -77,7 +76,7 @@ max_backoff = "1h"`), sp, Options{})
 	}
 	proceed <- struct{}{}
 	waitFor(t, "the message to be queued again", 5*time.Second, func() bool {
-		_, err := h.srv.Queue().Retry(context.Background(), id)
+		_, err := h.q.Retry(context.Background(), id)
 		return err == nil
 	})
 	<-inRcpt

@@ -26,7 +26,7 @@ func (h *harness) submitBurst(t *testing.T, n int) {
 
 func TestQueueBurstSharesConnections(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	h := startQueue(t, testConfig(t, u.Addr), openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, testConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), Options{})
 	const n = 30
 	h.submitBurst(t, n)
 	u.WaitMessages(t, n, 10*time.Second)
@@ -40,7 +40,7 @@ func TestQueueBurstSharesConnections(t *testing.T) {
 // waiting for a retry.
 func TestQueueKeptConnectionDiedWhileIdle(t *testing.T) {
 	u1 := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	h := startQueue(t, testConfig(t, u1.Addr, slowBackoff...), openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, testConfig(t, u1.Addr, slowBackoff...), testpeer.OpenSpool(t, t.TempDir()), Options{})
 	h.submit(t, "a@example.com", "b@example.com")
 	u1.WaitMessages(t, 1, 5*time.Second)
 	u1.Close() // drops the connection the queue keeps for the next message
@@ -55,7 +55,7 @@ func TestQueueKeptConnectionDiedWhileIdle(t *testing.T) {
 func TestQueueUpstreamRefusesExtraConnections(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{MaxConns: 1})
 	cfg := strings.Replace(testConfig(t, u.Addr, slowBackoff...), "max_connections = 2", "max_connections = 4", 1)
-	h := startQueue(t, cfg, openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, cfg, testpeer.OpenSpool(t, t.TempDir()), Options{})
 	const n = 20
 	h.submitBurst(t, n)
 	// With min_backoff an hour, a deferred message would not arrive.
@@ -91,7 +91,7 @@ func TestQueueEnqueueOfKnownMessage(t *testing.T) {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 		},
 	})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	id := queueMessage(t, sp, nil, "a@example.com", "b@example.com")
 	env, err := sp.Envelope(id)
 	if err != nil {
@@ -101,7 +101,7 @@ func TestQueueEnqueueOfKnownMessage(t *testing.T) {
 	<-inData // the queue picked the message up from the spool and delivers it
 	h.q.Enqueue(env)
 	unblock()
-	waitFor(t, "the deferral", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the deferral", 5*time.Second, func() bool {
 		e, err := sp.Envelope(id)
 		return err == nil && e.Attempts >= 1
 	})
@@ -127,7 +127,7 @@ func TestQueueCloseDuringOpenRecordsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, ln.Addr().String(), `max_lifetime = "300ms"`), sp, Options{})
 	id := h.submit(t, "a@example.com", "b@example.com")
 	time.Sleep(600 * time.Millisecond) // opening; smtp_timeout is 2 s
@@ -149,7 +149,7 @@ func TestQueueCloseDuringOpenRecordsNothing(t *testing.T) {
 func TestQueueReloadMaxConnectionsNoStall(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	cfg := testConfig(t, u.Addr)
-	h := startQueue(t, cfg, openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, cfg, testpeer.OpenSpool(t, t.TempDir()), Options{})
 	h.submit(t, "a@example.com", "b@example.com")
 	u.WaitMessages(t, 1, 5*time.Second) // a worker now lingers with its connection
 	h.profiles.reload(t, strings.Replace(cfg, "max_connections = 2", "max_connections = 3", 1))
@@ -167,7 +167,7 @@ func TestQueueReloadMaxConnectionsNoStall(t *testing.T) {
 // (RFC 6531 §3.5) and the message bounced.
 func TestQueueKeepsSMTPUTF8(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	h := startQueue(t, testConfig(t, u.Addr), openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, testConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), Options{})
 	h.submit(t, "jürgen@plant.example.com", "opérateur@example.com")
 	m := u.WaitMessages(t, 1, 5*time.Second)[0]
 	if m.From != "jürgen@plant.example.com" || len(m.To) != 1 || m.To[0] != "opérateur@example.com" || !m.UTF8 {
@@ -193,7 +193,7 @@ func (c closeAfterSend) Send(ctx context.Context, msg *upstream.Message) (*upstr
 // to be left queued as if cut short, and was sent again after the restart.
 func TestQueueCloseAfterAcceptedKeepsOutcome(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := newHarness(t, testConfig(t, u.Addr), sp, Options{})
 	h.profiles.wrap = func(c Conn) Conn { return closeAfterSend{c, h.q.Close} }
 	h.run()

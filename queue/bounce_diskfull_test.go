@@ -44,7 +44,7 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 		<-proceed
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	}})
-	sp := openSpool(t, filepath.Join(mnt, "spool"))
+	sp := testpeer.OpenSpool(t, filepath.Join(mnt, "spool"))
 	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{})
 
 	id := h.submit(t, "alarms@plant.example.com", "gone@example.com")
@@ -60,7 +60,7 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 		fillers = append(fillers, name)
 	}
 	proceed <- struct{}{}
-	waitFor(t, "the failed bounce", 5*time.Second, func() bool { return strings.Contains(h.logs.String(), "cannot queue a bounce") })
+	testpeer.WaitFor(t, "the failed bounce", 5*time.Second, func() bool { return strings.Contains(h.logs.String(), "cannot queue a bounce") })
 	time.Sleep(100 * time.Millisecond)
 	env, err := sp.Envelope(id)
 	if err != nil {
@@ -75,7 +75,7 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 		os.Remove(name)
 	}
 	proceed <- struct{}{}
-	waitFor(t, "the message to be queued again", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the message to be queued again", 5*time.Second, func() bool {
 		_, err := h.q.Retry(context.Background(), id)
 		return err == nil
 	})
@@ -84,5 +84,5 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 	if len(dsn.To) != 1 || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Final-Recipient: rfc822; gone@example.com") {
 		t.Fatalf("upstream got %+v; want the bounce to the sender", dsn)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }

@@ -17,7 +17,7 @@ import (
 // 550: one delivered, one DSN back to the sender.
 func TestQueueRefusedRecipientBounces(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: refuse("gone@example.com", 550, smtp.EnhancedCode{5, 1, 1}, "User unknown")})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, u.Addr), sp, Options{})
 	h.submit(t, "alarms@plant.example.com", "ops@example.com", "gone@example.com")
 	orig, dsn := splitBounce(u.WaitMessages(t, 2, 10*time.Second))
@@ -41,7 +41,7 @@ func TestQueueRefusedRecipientBounces(t *testing.T) {
 	if strings.Contains(data, "Pump 3 stopped.") {
 		t.Errorf("bounce quotes the original body; want headers only")
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestQueueNoBounceLoops: mail from the null sender is never bounced, and
@@ -50,11 +50,11 @@ func TestQueueNoBounceLoops(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: func(to string) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "nobody here"}
 	}})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, u.Addr), sp, Options{})
 	h.submit(t, "", "gone@example.com")
 	h.submit(t, "also-gone@example.com", "gone@example.com") // its bounce is refused too
-	waitFor(t, "the spool to empty", 10*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 10*time.Second, func() bool { return sp.Len() == 0 })
 	time.Sleep(300 * time.Millisecond)
 	if n := len(u.Messages()); n != 0 {
 		t.Fatalf("upstream accepted %d messages; want none", n)
@@ -71,7 +71,7 @@ func TestQueueNoBounceLoops(t *testing.T) {
 func TestQueueDeliversVersion2Spool(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: refuse("slow@example.com", 451, smtp.EnhancedCode{4, 3, 0}, "try later")})
 	dir := t.TempDir()
-	sp := openSpool(t, dir)
+	sp := testpeer.OpenSpool(t, dir)
 	id := queueMessage(t, sp, nil, "alarms@plant.example.com", "ops@example.com", "slow@example.com")
 	env, _ := sp.Envelope(id)
 	sp.Close()
@@ -97,7 +97,7 @@ func TestQueueDeliversVersion2Spool(t *testing.T) {
 `, id, env.Size)
 	os.WriteFile(filepath.Join(dir, "queue", id+".json"), []byte(js), 0o600)
 
-	sp = openSpool(t, dir)
+	sp = testpeer.OpenSpool(t, dir)
 	if sp.Len() != 1 {
 		t.Fatalf("spool of format version 2 loads %d messages; want 1", sp.Len())
 	}
@@ -113,7 +113,7 @@ func TestQueueDeliversVersion2Spool(t *testing.T) {
 		!strings.Contains(string(dsn.Data), "Status: 4.3.0") {
 		t.Fatalf("bounce %+v; want one quoting the headers, for slow@example.com, status 4.3.0", dsn)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool {
 		files, _ := filepath.Glob(filepath.Join(dir, "queue", "*"))
 		return sp.Len() == 0 && len(files) == 0
 	})

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -132,16 +131,6 @@ func queueMessage(t *testing.T, sp *spool.Spool, q *Queue, from string, to ...st
 	return env.ID
 }
 
-func openSpool(t *testing.T, dir string) *spool.Spool {
-	t.Helper()
-	sp, err := spool.Open(dir, spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	return sp
-}
-
 // testConfig is a configuration whose profile "up" delivers to the
 // upstream at addr, with backoffs in milliseconds. Each of settings
 // ("max_lifetime = \"1s\"") replaces a [queue] setting.
@@ -174,17 +163,6 @@ max_connections = 2
 // slowBackoff keeps a deferred message from coming back within a test.
 var slowBackoff = []string{`min_backoff = "1h"`, `max_backoff = "1h"`}
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // refuse answers the recipient addr with code and enhanced code, and
 // takes the others.
 func refuse(addr string, code int, enhanced smtp.EnhancedCode, text string) func(string) error {
@@ -207,22 +185,4 @@ func splitBounce(msgs []testpeer.Message) (orig, dsn *testpeer.Message) {
 		}
 	}
 	return orig, dsn
-}
-
-// fakeClock is a clock a test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }

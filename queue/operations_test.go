@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,16 +32,16 @@ func greylistOnce() func(string) error {
 }
 
 func TestQueueDelete(t *testing.T) {
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, testpeer.FreeAddr(t), slowBackoff...), sp, Options{})
 	id := h.submit(t, "a@example.com", "b@example.com")
-	waitFor(t, "a failed attempt", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "a failed attempt", 5*time.Second, func() bool {
 		env, err := sp.Envelope(id)
 		return err == nil && env.Attempts == 1
 	})
 	// The worker may still hold the message for a moment after the attempt.
 	var err error
-	waitFor(t, "Delete to succeed", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "Delete to succeed", 5*time.Second, func() bool {
 		err = h.q.Delete(id)
 		return !errors.Is(err, ErrInDelivery)
 	})
@@ -65,7 +66,7 @@ func TestQueueDeleteInDelivery(t *testing.T) {
 		<-proceed
 		return nil
 	}})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, u.Addr), sp, Options{})
 	id := h.submit(t, "a@example.com", "b@example.com")
 	<-inData
@@ -89,7 +90,7 @@ func TestQueueRestartRecovery(t *testing.T) {
 	}
 	h1 := startQueue(t, cfg, sp1, Options{})
 	id := h1.submit(t, "alarms@plant.example.com", "ops@example.com")
-	waitFor(t, "a failed attempt", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "a failed attempt", 5*time.Second, func() bool {
 		env, err := sp1.Envelope(id)
 		return err == nil && env.Attempts == 1
 	})
@@ -98,7 +99,7 @@ func TestQueueRestartRecovery(t *testing.T) {
 	sp1.Close()
 
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Addr: upAddr})
-	sp2 := openSpool(t, dir)
+	sp2 := testpeer.OpenSpool(t, dir)
 	if sp2.Len() != 1 {
 		t.Fatalf("reopened spool holds %d messages; want 1", sp2.Len())
 	}
@@ -116,7 +117,7 @@ func TestQueueRestartRecovery(t *testing.T) {
 // TestQueueOperationsWithoutRun: Retry and Delete work on a queue that
 // does not deliver (relay queue with no relay running).
 func TestQueueOperationsWithoutRun(t *testing.T) {
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	keep := queueMessage(t, sp, nil, "a@example.com", "b@example.com")
 	drop := queueMessage(t, sp, nil, "a@example.com", "c@example.com")
 	for _, id := range []string{keep, drop} {
@@ -152,14 +153,15 @@ func TestQueueOperationsWithoutRun(t *testing.T) {
 // at it again: it stayed queued until the next restart.
 func TestQueueDueWhileClaimedIsNotStranded(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnMail: greylistOnce()})
-	sp := openSpool(t, t.TempDir())
-	clock := &fakeClock{now: time.Now()} // the spool stamps arrivals by the real clock
-	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{Now: clock.Now})
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	var skew atomic.Int64 // the queue's clock runs ahead of the spool's by this
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{Now: now})
 	q := h.q
 
 	id := h.submit(t, "a@example.com", "b@example.com")
 	var it *item
-	waitFor(t, "the greylisted attempt", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the greylisted attempt", 5*time.Second, func() bool {
 		env, err := sp.Envelope(id)
 		if err != nil || env.Attempts != 1 {
 			return false
@@ -170,7 +172,7 @@ func TestQueueDueWhileClaimedIsNotStranded(t *testing.T) {
 	})
 	// The message is held (as Retry holds it while it writes the envelope)
 	// when it falls due.
-	clock.Advance(2 * time.Hour)
+	skew.Add(int64(2 * time.Hour))
 	q.signal()
 	time.Sleep(200 * time.Millisecond) // the timer looks at it now, and leaves it
 	if n := len(u.Messages()); n != 0 {
@@ -179,7 +181,7 @@ func TestQueueDueWhileClaimedIsNotStranded(t *testing.T) {
 	q.unhold(it, false) // without a Retry, the message is due
 	q.signal()
 	u.WaitMessages(t, 1, 5*time.Second)
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestQueueRetryKeepsDeliveryProgress: Retry("all") rewrites each
@@ -190,7 +192,7 @@ func TestQueueDueWhileClaimedIsNotStranded(t *testing.T) {
 // message a second time.
 func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: refuse("busy@example.com", 451, smtp.EnhancedCode{4, 2, 1}, "mailbox busy")})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 
 	var (
 		mu       sync.Mutex
@@ -230,7 +232,7 @@ func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
 			first = id
 		}
 	}
-	waitFor(t, "every message to be deferred", 20*time.Second, func() bool {
+	testpeer.WaitFor(t, "every message to be deferred", 20*time.Second, func() bool {
 		envs, _ := sp.List()
 		for _, env := range envs {
 			if env.Attempts == 0 {
@@ -249,7 +251,7 @@ func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
 	<-held
 	retried := make(chan error, 1)
 	go func() { _, err := h.q.Retry(context.Background(), "all"); retried <- err }()
-	waitFor(t, "Retry to start", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "Retry to start", 10*time.Second, func() bool {
 		env, err := sp.Envelope(first)
 		return err == nil && env.NextAttempt.IsZero()
 	})
@@ -258,7 +260,7 @@ func TestQueueRetryKeepsDeliveryProgress(t *testing.T) {
 		t.Fatalf("Retry(all) = %v", err)
 	}
 	// The retry made the message due: it is tried again for busy@ only.
-	waitFor(t, "the next attempt", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the next attempt", 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return attempts[id] >= 2

@@ -53,7 +53,7 @@ func TestQueueRetriesAfter451(t *testing.T) {
 		}
 		return nil
 	}})
-	h := startQueue(t, testConfig(t, u.Addr), openSpool(t, t.TempDir()), Options{})
+	h := startQueue(t, testConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), Options{})
 	h.submit(t, "alarms@plant.example.com", "ops@example.com")
 	u.WaitMessages(t, 1, 15*time.Second)
 	mu.Lock()
@@ -74,12 +74,12 @@ func TestQueueRetriesAfter451(t *testing.T) {
 // down is listed with the error, and arrives once the upstream is back.
 func TestQueueUpstreamDownThenUp(t *testing.T) {
 	upAddr := testpeer.FreeAddr(t)
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, upAddr), sp, Options{})
 	for i := 0; i < 3; i++ {
 		h.submit(t, "alarms@plant.example.com", "ops@example.com")
 	}
-	waitFor(t, "a failed attempt", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "a failed attempt", 5*time.Second, func() bool {
 		envs, _ := h.q.List()
 		return len(envs) == 3 && envs[0].Attempts > 0 && strings.Contains(envs[0].LastError, "connect")
 	})
@@ -91,18 +91,18 @@ func TestQueueUpstreamDownThenUp(t *testing.T) {
 	if got := len(u.WaitMessages(t, 3, 10*time.Second)); got != 3 {
 		t.Fatalf("upstream got %d messages; want 3", got)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestQueueTemporaryRefusalRecorded: a recipient refused with 451 stays
 // pending with the upstream's code, enhanced code and text.
 func TestQueueTemporaryRefusalRecorded(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: refuse("busy@example.com", 451, smtp.EnhancedCode{4, 2, 1}, "mailbox busy")})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{})
 	id := h.submit(t, "alarms@plant.example.com", "ops@example.com", "busy@example.com")
 	var env *spool.Envelope
-	waitFor(t, "the deferral", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the deferral", 5*time.Second, func() bool {
 		env, _ = sp.Envelope(id)
 		return env != nil && env.Attempts == 1
 	})
@@ -119,7 +119,7 @@ func TestQueueTemporaryRefusalRecorded(t *testing.T) {
 // status of the last reply.
 func TestQueueExpiry(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: refuse("slow@example.com", 451, smtp.EnhancedCode{4, 2, 1}, "mailbox busy")})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	h := startQueue(t, testConfig(t, u.Addr, `max_lifetime = "700ms"`), sp, Options{})
 	h.submit(t, "alarms@plant.example.com", "slow@example.com")
 	dsn := u.WaitMessages(t, 1, 10*time.Second)[0]
@@ -129,7 +129,7 @@ func TestQueueExpiry(t *testing.T) {
 			t.Errorf("expiry bounce lacks %q:\n%s", want, data)
 		}
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestQueueExpiryWithoutReply: a message that expires without any reply
@@ -137,19 +137,19 @@ func TestQueueExpiry(t *testing.T) {
 // delivery time expired.
 func TestQueueExpiryWithoutReply(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	// The message's profile points nowhere; its bounce goes through a
 	// reload that points it at u.
 	h := startQueue(t, testConfig(t, testpeer.FreeAddr(t), `max_lifetime = "500ms"`, `min_backoff = "100ms"`, `max_backoff = "100ms"`), sp, Options{})
 	id := h.submit(t, "alarms@plant.example.com", "ops@example.com")
-	waitFor(t, "the expiry", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the expiry", 5*time.Second, func() bool {
 		envs, _ := sp.List()
 		return len(envs) == 1 && envs[0].ID != id && envs[0].Bounce
 	})
 	h.profiles.reload(t, testConfig(t, u.Addr, `max_lifetime = "500ms"`))
 	h.q.signal()
 	var dsn *testpeer.Message
-	waitFor(t, "the bounce", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the bounce", 10*time.Second, func() bool {
 		_, dsn = splitBounce(u.Messages())
 		return dsn != nil
 	})
@@ -164,7 +164,7 @@ func TestQueueExpiryWithoutReply(t *testing.T) {
 // removed waits in the queue, past max_lifetime, instead of bouncing
 // through a profile that is gone.
 func TestQueueProfileRemovedByReloadWaits(t *testing.T) {
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	cfg := testConfig(t, testpeer.FreeAddr(t), `min_backoff = "100ms"`, `max_backoff = "200ms"`, `max_lifetime = "600ms"`)
 	h := startQueue(t, cfg, sp, Options{})
 	id := h.submit(t, "a@example.com", "b@example.com")

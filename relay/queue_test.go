@@ -13,16 +13,6 @@ import (
 	"github.com/relaymail/relay/spool"
 )
 
-func openSpool(t *testing.T, dir string) *spool.Spool {
-	t.Helper()
-	sp, err := spool.Open(dir, spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	return sp
-}
-
 // queueConfig is a relay in queue mode whose profile "up" delivers to
 // the upstream at upstreamAddr, with backoffs in milliseconds.
 func queueConfig(t *testing.T, upstreamAddr string) string {
@@ -63,18 +53,12 @@ func sendOne(t *testing.T, addr, from string, to ...string) string {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testpeer.WaitFor(t, what, timeout, cond)
 }
 
 func TestQueueAcceptsThenDelivers(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	sp := openSpool(t, t.TempDir())
+	sp := testpeer.OpenSpool(t, t.TempDir())
 	addr, _ := startRelayWith(t, queueConfig(t, u.Addr), sp)
 	reply := sendOne(t, addr, "alarms@plant.example.com", "ops@example.com")
 	if !strings.HasPrefix(reply, "250 2.0.0 OK queued as ") {

@@ -2,11 +2,9 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/relaymail/relay/config"
-	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -48,22 +46,4 @@ func (t senderTransport) Open(ctx context.Context) (Delivery, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// queueProfiles gives the queue the server's configuration and its
-// profiles' transports.
-type queueProfiles struct{ s *Server }
-
-func (p queueProfiles) Config() *config.Config { return p.s.Config() }
-
-func (p queueProfiles) Open(ctx context.Context, profile string) (queue.Conn, error) {
-	t := p.s.Transport(profile)
-	if t == nil {
-		return nil, fmt.Errorf("profile %q has no transport", profile)
-	}
-	d, err := t.Open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return d, nil
 }

@@ -75,7 +75,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer tokens.Close()
 	metrics := admin.NewMetrics()
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp, Events: metrics.Observe})
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: relay.Transports(upstream.Options{Logger: logger}, tokens), Spool: sp, Events: metrics.Observe})
 	if err != nil {
 		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
@@ -181,29 +181,6 @@ func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.
 	}
 	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
 	return "configuration reloaded"
-}
-
-// transports makes each profile's transport: a Maildir, or an upstream
-// SMTP server with its token source for OAuth2 profiles.
-func transports(logger *slog.Logger, tokens *oauth.Manager, debug bool) relay.TransportFactory {
-	return func(p *config.Profile) (relay.Transport, error) {
-		if p.Kind == config.KindMaildir {
-			return relay.NewMaildir(p.Path)
-		}
-		opts := upstream.Options{Logger: logger, Debug: debug}
-		if p.IsOAuth2() {
-			src := tokens.Source(p.Name)
-			if src == nil {
-				return nil, fmt.Errorf("no token source for OAuth2 profile %q", p.Name)
-			}
-			opts.Tokens = src
-		}
-		s, err := upstream.New(p, opts)
-		if err != nil {
-			return nil, err
-		}
-		return relay.SenderTransport(s), nil
-	}
 }
 
 // serveAdmin serves the admin listener (package admin): the pages, the

@@ -170,7 +170,7 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	ot, err := conf.Exchange(s.m.withHTTP(ctx), code, opts...)
 	if err != nil {
 		te := classify(s.name, err)
-		s.grantFailed(te)
+		s.grantFailed(te, "authorization_code")
 		return te
 	}
 	if ot.RefreshToken == "" {
@@ -183,15 +183,15 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	return nil
 }
 
-// grantFailed records a failed code exchange. It marks nothing as needing
-// action: a refresh token the profile already has still works.
-func (s *TokenSource) grantFailed(te *TokenError) {
+// grantFailed records a failed grant of grant type grant. It marks nothing
+// as needing action: a refresh token the profile already has still works.
+func (s *TokenSource) grantFailed(te *TokenError, grant string) {
 	s.mu.Lock()
 	s.failures++
 	s.lastErr, s.lastErrText, s.lastErrAt = te, te.Reason(), s.m.now()
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", "authorization_code"}, te.logAttrs()...)...)
+	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
 	s.persist()
 }
 
@@ -208,7 +208,7 @@ func (m *Manager) DenyGrant(state, code, description string) string {
 	if s == nil {
 		return g.profile
 	}
-	s.grantFailed(&TokenError{Profile: g.profile, NeedsAction: true, Code: clean(code, 100), Description: clean(description, 500)})
+	s.grantFailed(&TokenError{Profile: g.profile, NeedsAction: true, Code: clean(code, 100), Description: clean(description, 500)}, "authorization_code")
 	return g.profile
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/oauth2/jwt"
 )
 
 // Token states, as Status.State reports them.
@@ -36,12 +37,17 @@ type Status struct {
 	// LastError is the last failure: the authorization server's own error
 	// and description ("invalid_grant: Token has been expired or
 	// revoked."), or the network trouble. Cleared by a success.
-	LastError   string
+	LastError string
+	// Hint is one line on how to fix LastError, for the usual
+	// misconfigurations; "" when there is none.
+	Hint        string
 	LastErrorAt time.Time
 	LastRefresh time.Time // when the last access token arrived
 	// Token requests made to the authorization server, and those that
 	// failed, since the Manager started.
 	Requests, Failures int64
+	// Device is the last device code sign-in, or nil.
+	Device *DeviceGrant
 }
 
 // retryInvalidAfter is how long a source in the "invalid" state refuses
@@ -74,8 +80,9 @@ type TokenSource struct {
 
 	mu       sync.Mutex
 	set      settings
-	ccConf   *clientcredentials.Config // client credentials and refresh requests
+	ccConf   *clientcredentials.Config // client credentials, refresh and device code requests
 	codeConf *oauth2.Config            // authorization URL and code exchange
+	saConf   *jwt.Config               // a service account's JWT bearer grant, or nil
 	gen      uint64                    // changes when settings change: results from before are dropped
 	tok      tokens
 	flight   *flight
@@ -92,6 +99,9 @@ type TokenSource struct {
 	failures    int64
 	timer       *time.Timer
 	closed      bool
+
+	device       *DeviceGrant       // the last device sign-in, or nil
+	deviceCancel context.CancelFunc // ends its polling
 }
 
 type tokens struct {
@@ -120,18 +130,33 @@ func newTokenSource(m *Manager, set settings) *TokenSource {
 
 func (s *TokenSource) setSettingsLocked(set settings) {
 	s.set = set
+	// A client without a secret authenticates in the body: a client
+	// assertion, or client_id alone for a public client. Auto-detection
+	// would first send an Authorization header with an empty secret.
+	style := oauth2.AuthStyleAutoDetect
+	if set.clientSecret == "" {
+		style = oauth2.AuthStyleInParams
+	}
 	s.ccConf = &clientcredentials.Config{
 		ClientID:     set.clientID,
 		ClientSecret: set.clientSecret,
 		TokenURL:     set.tokenURL,
-		AuthStyle:    oauth2.AuthStyleAutoDetect,
+		AuthStyle:    style,
 	}
 	s.codeConf = &oauth2.Config{
 		ClientID:     set.clientID,
 		ClientSecret: set.clientSecret,
-		Endpoint:     oauth2.Endpoint{AuthURL: set.authURL, TokenURL: set.tokenURL, AuthStyle: oauth2.AuthStyleAutoDetect},
+		Endpoint:     oauth2.Endpoint{AuthURL: set.authURL, TokenURL: set.tokenURL, DeviceAuthURL: set.deviceAuthURL, AuthStyle: style},
 		RedirectURL:  set.redirectURL,
 		Scopes:       set.scopes,
+	}
+	s.saConf = nil
+	if set.sa != nil {
+		conf, err := serviceAccountConfig(set.sa, set.username, set.tokenURL, set.scopes)
+		if err != nil {
+			s.log.Error("oauth2: cannot use the service account key", "err", err)
+		}
+		s.saConf = conf
 	}
 }
 
@@ -202,6 +227,9 @@ func (s *TokenSource) close() {
 	s.closed = true
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+	if s.deviceCancel != nil {
+		s.deviceCancel()
 	}
 	s.broadcastLocked()
 }
@@ -429,6 +457,7 @@ func (s *TokenSource) Status() Status {
 		Interactive:     s.set.interactive,
 		HasRefreshToken: s.tok.refresh != "",
 		LastError:       s.lastErrText,
+		Hint:            ErrorHint(s.lastErrText),
 		LastErrorAt:     s.lastErrAt,
 		LastRefresh:     s.lastRefresh,
 		Requests:        s.requests,
@@ -436,6 +465,10 @@ func (s *TokenSource) Status() Status {
 	}
 	if s.tok.access != "" {
 		st.Expiry = s.tok.expiry
+	}
+	if s.device != nil {
+		d := *s.device
+		st.Device = &d
 	}
 	switch {
 	case s.needsAction:
@@ -481,27 +514,33 @@ func (s *TokenSource) run(f *flight, manual bool) {
 		s.finish(f, err)
 		return
 	}
-	conf := s.ccConf
+	conf, saConf := s.ccConf, s.saConf
 	s.requests++
 	s.mu.Unlock()
 
-	// One Config per source keeps x/oauth2's memory of how the server
-	// wants the client authenticated; sem makes this its only user.
-	if grant == "refresh_token" {
-		conf.Scopes = nil // RFC 6749 §6: omitted scope means the scope granted
-		conf.EndpointParams = url.Values{}
+	var ot *oauth2.Token
+	var err error
+	switch grant {
+	case "jwt_bearer":
+		if saConf == nil {
+			err = fmt.Errorf("the service account key of profile %q cannot be used", s.name)
+			break
+		}
+		ot, err = saConf.TokenSource(s.m.withHTTP(ctx)).Token()
+	case "refresh_token":
+		params := url.Values{}
 		for k, v := range set.refreshParams {
-			conf.EndpointParams[k] = v
+			params[k] = v
 		}
 		// clientcredentials lets grant_type be overridden, which turns
-		// its request into RFC 6749 §6's refresh request.
-		conf.EndpointParams.Set("grant_type", "refresh_token")
-		conf.EndpointParams.Set("refresh_token", refresh)
-	} else {
-		conf.Scopes = set.scopes
-		conf.EndpointParams = set.ccParams
+		// its request into RFC 6749 §6's refresh request; an omitted
+		// scope means the scope granted.
+		params.Set("grant_type", "refresh_token")
+		params.Set("refresh_token", refresh)
+		ot, err = s.tokenRequest(ctx, conf, &set, nil, params)
+	default:
+		ot, err = s.tokenRequest(ctx, conf, &set, set.scopes, set.ccParams)
 	}
-	ot, err := conf.Token(s.m.withHTTP(ctx))
 	if err != nil {
 		s.failed(f, gen, grant, classify(s.name, err))
 		return
@@ -528,8 +567,8 @@ func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.T
 		expiry:   expiryOf(ot, s.set.defaultExpiration, now),
 		obtained: now,
 	}
-	if grant == "client_credentials" {
-		t.refresh = "" // not used by this flow
+	if !s.set.interactive {
+		t.refresh = "" // not used by these flows
 	}
 	rotated := s.tok.refresh != "" && t.refresh != s.tok.refresh
 	rec := s.recordLocked()

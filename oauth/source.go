@@ -46,6 +46,9 @@ type Status struct {
 	// Token requests made to the authorization server, and those that
 	// failed, since the Manager started.
 	Requests, Failures int64
+	// DeviceSignIn tells whether the profile can sign in with a device
+	// code: interactive, with a device authorization endpoint.
+	DeviceSignIn bool
 	// Device is the last device code sign-in, or nil.
 	Device *DeviceGrant
 }
@@ -458,6 +461,7 @@ func (s *TokenSource) Status() Status {
 		HasRefreshToken: s.tok.refresh != "",
 		LastError:       s.lastErrText,
 		Hint:            ErrorHint(s.lastErrText),
+		DeviceSignIn:    s.set.interactive && s.set.deviceAuthURL != "",
 		LastErrorAt:     s.lastErrAt,
 		LastRefresh:     s.lastRefresh,
 		Requests:        s.requests,

@@ -171,6 +171,21 @@ func (c *Client) StartGrant(ctx context.Context, profile string) (string, error)
 	return g.AuthURL, err
 }
 
+// StartDevice begins a device code sign-in of profile on the server.
+func (c *Client) StartDevice(ctx context.Context, profile string) (DeviceStart, error) {
+	var d DeviceStart
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", grantRequest{Method: "device"}, &d)
+	return d, err
+}
+
+// CompleteGrant finishes profile's authorization code grant on the server
+// with the address a browser ended on.
+func (c *Client) CompleteGrant(ctx context.Context, profile, redirectURL string) (GrantComplete, error) {
+	var r GrantComplete
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant/complete", map[string]string{"redirect_url": redirectURL}, &r)
+	return r, err
+}
+
 // Running reports whether a relay answers on the admin listener: false
 // when nothing listens there; an error when something else is wrong.
 func (c *Client) Running(ctx context.Context) (bool, error) {

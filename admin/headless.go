@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 )
 
@@ -100,9 +101,7 @@ func (s *Server) postTokenDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.tokens.StartDevice(r.Context(), p.Name); err != nil {
-		s.logger.Warn("device sign-in not started", "profile", p.Name, "error", err.Error())
-		st, _ = tokenStatus(s.tokens, p.Name)
-		s.renderToken(w, r, grantErrStatus(err), p, st, "", "Cannot start the device sign-in: "+withHint(err))
+		s.grantStepFailed(w, r, p, "device sign-in not started", "Cannot start the device sign-in: ", err)
 		return
 	}
 	s.logger.Info("device sign-in started from the admin page", "profile", p.Name)
@@ -122,13 +121,19 @@ func (s *Server) postTokenPaste(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.tokens.CompleteRedirect(context.WithoutCancel(r.Context()), p.Name, pasted); err != nil {
-		s.logger.Warn("pasted redirect refused", "profile", p.Name, "error", err.Error())
-		st, _ = tokenStatus(s.tokens, p.Name)
-		s.renderToken(w, r, grantErrStatus(err), p, st, "", "The pasted address did not complete the grant: "+withHint(err))
+		s.grantStepFailed(w, r, p, "pasted redirect refused", "The pasted address did not complete the grant: ", err)
 		return
 	}
 	s.logger.Info("authorization grant completed with a pasted redirect", "profile", p.Name)
 	http.Redirect(w, r, "/profiles/"+url.PathEscape(p.Name)+"/token?done=granted", http.StatusSeeOther)
+}
+
+// grantStepFailed logs a refused sign-in step once and shows the Manage
+// Token page with the error and its hint.
+func (s *Server) grantStepFailed(w http.ResponseWriter, r *http.Request, p *config.Profile, logMsg, pageMsg string, err error) {
+	s.logger.Warn(logMsg, "profile", p.Name, "error", err.Error())
+	st, _ := tokenStatus(s.tokens, p.Name)
+	s.renderToken(w, r, grantErrStatus(err), p, st, "", pageMsg+withHint(err))
 }
 
 // hintOf is the one-line hint of a token error, or "".

@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
@@ -20,14 +20,7 @@ import (
 // deviceProfile is the TOML of an interactive profile "dev" whose public
 // client signs in with a device code at ds.
 func deviceProfile(ds *testpeer.DeviceServer) string {
-	return fmt.Sprintf(`
-[[oauth2_clients]]
-name = "public"
-client_id = "relay-public"
-auth_url = "%s/authorize"
-token_url = %q
-device_auth_url = %q
-
+	return ds.ClientTOML("public") + `
 [[profiles]]
 name = "dev"
 hostname = "smtp.example.com"
@@ -36,7 +29,7 @@ username = "operator@example.com"
 oauth2_client = "public"
 interactive = true
 scope = "mail offline_access"
-`, ds.URL, ds.TokenURL, ds.DeviceAuthURL)
+`
 }
 
 // headlessHarness serves the profiles o365 and gmail of as and dev of ds
@@ -193,4 +186,21 @@ func TestBrowserHeadless(t *testing.T) {
 		t.Errorf("gmail token state after the pasted redirect: %q; want valid", got)
 	}
 	t.Logf("screenshots in %s", b.shots)
+}
+
+// TestUpstreamErrorHint: Exchange's SendAsDenied after a valid login is
+// shown with its hint on the test page's result and in the API.
+func TestUpstreamErrorHint(t *testing.T) {
+	h := startHarness(t, harnessOptions{upstream: testpeer.UpstreamOptions{OnData: func(testpeer.Message) error {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 2, 0}, Message: "STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception"}
+	}}})
+	resp, body := h.postJSON("/api/profiles/mailhost/test", `{"to":"ops@example.com","from":"someone.else@example.com"}`)
+	var res TestResult
+	if resp.StatusCode != http.StatusBadGateway || json.Unmarshal([]byte(body), &res) != nil || !strings.Contains(res.Error, "554 5.2.0") || !strings.Contains(res.Hint, "Send As") {
+		t.Fatalf("test email refused with SendAsDenied = %s %s; want 502 with the reply and the Send As hint", resp.Status, body)
+	}
+	resp, page := h.postForm("/profiles/mailhost/test", "/profiles/mailhost/test", url.Values{"to": {"ops@example.com"}, "from": {"someone.else@example.com"}, "subject": {"s"}, "body": {"b"}})
+	if !strings.Contains(page, `id="result-hint"`) || !strings.Contains(page, "Send As") {
+		t.Errorf("test page after SendAsDenied (%s) shows no hint:\n%s", resp.Status, page)
+	}
 }

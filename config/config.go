@@ -166,13 +166,18 @@ func (p *Profile) IsOAuth2() bool { return p.OAuth2Client != "" }
 
 // AuthMethod describes how the profile authenticates upstream, for status
 // lines and pages: "none", "password", "xoauth2 (client credentials)",
-// "xoauth2 (authorization code)" or "maildir".
+// "xoauth2 (client credentials, certificate)", "xoauth2 (service
+// account)", "xoauth2 (authorization code)" or "maildir".
 func (p *Profile) AuthMethod() string {
 	switch {
 	case p.Kind == KindMaildir:
 		return "maildir"
 	case p.IsOAuth2() && p.Interactive:
 		return "xoauth2 (authorization code)"
+	case p.IsOAuth2() && p.Client != nil && p.Client.ServiceAccount != nil:
+		return "xoauth2 (service account)"
+	case p.IsOAuth2() && p.Client != nil && p.Client.Certificate != nil:
+		return "xoauth2 (client credentials, certificate)"
 	case p.IsOAuth2():
 		return "xoauth2 (client credentials)"
 	case p.Username != "":

@@ -231,6 +231,8 @@ func TestLoadGood(t *testing.T) {
 				c.eq("entra-public Public()", pub.Public(), true)
 				c.eq("mailbox Interactive", c.profile(cfg, "mailbox").Interactive, true)
 				c.eq("gmail Client", c.profile(cfg, "gmail").Client, sa)
+				c.eq("gmail AuthMethod()", c.profile(cfg, "gmail").AuthMethod(), "xoauth2 (service account)")
+				c.eq("office365 AuthMethod()", c.profile(cfg, "office365").AuthMethod(), "xoauth2 (client credentials, certificate)")
 			},
 		},
 		{

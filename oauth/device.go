@@ -187,12 +187,11 @@ func (s *TokenSource) pollDevice(ctx context.Context, g *DeviceGrant, deviceCode
 func (s *TokenSource) deviceRequest(ctx context.Context, deviceCode string, gen uint64) (*oauth2.Token, *TokenError) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	select {
-	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
-	case <-ctx.Done():
-		return nil, &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
+	release, te := s.acquire(ctx)
+	if te != nil {
+		return nil, te
 	}
+	defer release()
 	s.mu.Lock()
 	if gen != s.gen || s.closed {
 		s.mu.Unlock()
@@ -209,8 +208,14 @@ func (s *TokenSource) deviceRequest(ctx context.Context, deviceCode string, gen 
 	return ot, nil
 }
 
-// endDevice records how g ended; a failure is the profile's last error.
+// endDevice records how g ended; a failure is the profile's last error,
+// recorded first, so that whoever sees the state sees the error too.
 func (s *TokenSource) endDevice(g *DeviceGrant, state string, te *TokenError) {
+	if te != nil {
+		s.grantFailed(te, "device_code")
+	} else {
+		s.log.Info("oauth2: device sign-in completed", "grant_type", "device_code")
+	}
 	s.mu.Lock()
 	g.State = state
 	if te != nil {
@@ -218,9 +223,4 @@ func (s *TokenSource) endDevice(g *DeviceGrant, state string, te *TokenError) {
 	}
 	s.broadcastLocked()
 	s.mu.Unlock()
-	if te != nil {
-		s.grantFailed(te, "device_code")
-		return
-	}
-	s.log.Info("oauth2: device sign-in completed", "grant_type", "device_code")
 }

@@ -138,14 +138,11 @@ func (m *Manager) CompleteGrant(ctx context.Context, state, code string) (string
 func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	select {
-	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
-	case <-ctx.Done():
-		return &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
-	case <-s.m.ctx.Done():
-		return &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+	release, te := s.acquire(ctx)
+	if te != nil {
+		return te
 	}
+	defer release()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -181,6 +178,19 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 		return err
 	}
 	return nil
+}
+
+// acquire waits for the source's one request slot (sem), for at most
+// ctx, and returns its release.
+func (s *TokenSource) acquire(ctx context.Context) (func(), *TokenError) {
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem }, nil
+	case <-ctx.Done():
+		return nil, &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
+	case <-s.m.ctx.Done():
+		return nil, &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+	}
 }
 
 // grantFailed records a failed grant of grant type grant. It marks nothing

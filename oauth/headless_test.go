@@ -231,14 +231,7 @@ access_token_timeout = "10s"
 func deviceEnv(t *testing.T, opts testpeer.DeviceOptions, extra string) (*testpeer.DeviceServer, *oauth.Manager, *testpeer.Buffer) {
 	t.Helper()
 	ds := testpeer.StartDeviceServer(t, opts)
-	cfg := parseConfig(t, fmt.Sprintf(`
-[[oauth2_clients]]
-name = "public"
-client_id = "relay-public"
-auth_url = "%s/authorize"
-token_url = %q
-device_auth_url = %q
-
+	cfg := parseConfig(t, ds.ClientTOML("public")+`
 [[profiles]]
 name = "dev"
 hostname = "smtp.example.com"
@@ -247,8 +240,7 @@ username = "operator@example.com"
 oauth2_client = "public"
 interactive = true
 scope = "mail offline_access"
-%s
-`, ds.URL, ds.TokenURL, ds.DeviceAuthURL, extra))
+`+extra)
 	logs := &testpeer.Buffer{}
 	return ds, newManager(t, cfg, logs), logs
 }

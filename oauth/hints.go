@@ -74,6 +74,23 @@ func SMTPHint(code int, enhanced, text string) string {
 	return lookup(key, text)
 }
 
+// replyRe finds an SMTP reply with its enhanced code in an error text
+// ("upstream smtp.office365.com:587: AUTH: 535 5.7.3 Authentication
+// unsuccessful").
+var replyRe = regexp.MustCompile(`\b([245]\d\d)[ -]([245]\.\d{1,3}\.\d{1,3})\b`)
+
+// ReplyHint returns the hint for the upstream SMTP reply that an error
+// text carries, or "": SMTPHint for the places that hold only the text
+// (a logged error, a profile's last error).
+func ReplyHint(text string) string {
+	m := replyRe.FindStringSubmatchIndex(text)
+	if m == nil {
+		return ""
+	}
+	code, _ := strconv.Atoi(text[m[2]:m[3]])
+	return SMTPHint(code, text[m[4]:m[5]], text[m[1]:])
+}
+
 func lookup(code, text string) string {
 	numbers := aadstsRe.FindAllString(text, -1)
 	for _, h := range hints {

@@ -50,6 +50,19 @@ func TestHints(t *testing.T) {
 			t.Errorf("SMTPHint(%d, %q, %q) = %q; want it to contain %q", tt.code, tt.enhanced, tt.text, got, tt.want)
 		}
 	}
+	for _, tt := range []struct{ text, want string }{
+		{"upstream smtp.office365.com:587: AUTH: 535 5.7.3 Authentication unsuccessful [SN4PR0401CA0012.namprd04.prod.outlook.com]", "New-ServicePrincipal"},
+		{"upstream smtp.office365.com:587: DATA: 554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied", "Send As"},
+		{"upstream smtp.office365.com:587: AUTH: 535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.", "SmtpClientAuthenticationDisabled"},
+	} {
+		if got := oauth.ReplyHint(tt.text); !strings.Contains(got, tt.want) {
+			t.Errorf("ReplyHint(%q) = %q; want it to contain %q", tt.text, got, tt.want)
+		}
+	}
+	if got := oauth.ReplyHint("upstream mail.example.com:25: RCPT TO: 550 5.1.1 no such user"); got != "" {
+		t.Errorf("ReplyHint(550 5.1.1) = %q; want none", got)
+	}
+
 	// No hint for what the table does not know, nor for a 554 5.2.0
 	// that is not SendAsDenied, nor for Entra's own unauthorized_client.
 	none := []string{

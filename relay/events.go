@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/relaymail/relay/oauth"
 )
 
 // EventKind names a message event, as the queue's log lines do.
@@ -49,7 +52,10 @@ type Event struct {
 type ProfileStats struct {
 	LastDelivery time.Time
 	LastError    string
-	LastErrorAt  time.Time
+	// LastErrorHint is one line on how to fix LastError, for the usual
+	// misconfigurations of OAuth2 upstreams (oauth.ReplyHint).
+	LastErrorHint string
+	LastErrorAt   time.Time
 }
 
 // stats keeps ProfileStats by profile.
@@ -77,6 +83,7 @@ func (st *stats) record(e Event, now time.Time) {
 	}
 	if e.Err != "" {
 		ps.LastError, ps.LastErrorAt = e.Err, now
+		ps.LastErrorHint = oauth.ReplyHint(e.Err)
 	}
 }
 
@@ -100,3 +107,12 @@ func (s *Server) emit(e Event) {
 // Stats returns what the server knows of a profile's deliveries: the last
 // successful one and the last failure.
 func (s *Server) Stats(profile string) ProfileStats { return s.stats.get(profile) }
+
+// hintAttr is the log attribute of the hint for an upstream error text,
+// or an empty attribute, which log/slog leaves out.
+func hintAttr(errText string) slog.Attr {
+	if h := oauth.ReplyHint(errText); h != "" {
+		return slog.String("hint", h)
+	}
+	return slog.Attr{}
+}

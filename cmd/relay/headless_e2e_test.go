@@ -114,14 +114,7 @@ username = "operator@example.com"
 oauth2_client = "entra-public"
 interactive = true
 scope = "mail offline_access"
-
-[[oauth2_clients]]
-name = "entra-public"
-client_id = "relay-public"
-auth_url = "%s/authorize"
-token_url = %q
-device_auth_url = %q
-`, adminAddr, u.Port, caFile, ds.URL, ds.TokenURL, ds.DeviceAuthURL)), 0o600)
+`, adminAddr, u.Port, caFile)+ds.ClientTOML("entra-public")), 0o600)
 	p := startBinary(t, dir, nil, "-config", "relay.toml", "-admin-listen", adminAddr)
 
 	g := startCommand(t, dir, "token", "grant", "-device", "o365", "-config", "relay.toml")

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -165,6 +166,13 @@ func (d *DeviceServer) SetTokenFailure(f AuthFailure) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.failure = f
+}
+
+// ClientTOML is an [[oauth2_clients]] table named name for the server's
+// public client.
+func (d *DeviceServer) ClientTOML(name string) string {
+	return fmt.Sprintf("\n[[oauth2_clients]]\nname = %q\nclient_id = %q\nauth_url = %q\ntoken_url = %q\ndevice_auth_url = %q\n",
+		name, d.opts.ClientID, d.URL+"/authorize", d.TokenURL, d.DeviceAuthURL)
 }
 
 // SetTokenError makes every token request get HTTP 400 with the RFC 6749

@@ -156,10 +156,12 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	s.requests++
 	s.mu.Unlock()
 
-	opts := make([]oauth2.AuthCodeOption, 0, len(set.codeParams)+1)
-	for k, v := range set.codeParams {
-		opts = append(opts, oauth2.SetAuthURLParam(k, v[0]))
+	cred, err := set.credentialParams()
+	if err != nil {
+		return &TokenError{Profile: s.name, Description: "cannot sign the client assertion", Err: err}
 	}
+	opts := authOptions(set.codeParams)
+	opts = append(opts, authOptions(cred)...)
 	opts = append(opts, oauth2.VerifierOption(g.verifier))
 	// Stop with the Manager as well as with the caller.
 	stop := context.AfterFunc(s.m.ctx, cancel)

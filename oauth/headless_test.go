@@ -278,6 +278,7 @@ func noSecret(t *testing.T, ds *testpeer.DeviceServer) {
 // TestDeviceGranted: the person signs in; tokens arrive and are renewed
 // with the refresh token, never with a client_secret.
 func TestDeviceGranted(t *testing.T) {
+	t.Parallel() // each has its own servers; they wait in real time
 	ds, m, logs := deviceEnv(t, testpeer.DeviceOptions{}, "")
 	g, err := m.StartDevice(context.Background(), "dev")
 	if err != nil {
@@ -318,6 +319,7 @@ func tokenOf(t *testing.T, s *oauth.TokenSource) string { return token(t, s) }
 // TestDeviceOutcomes: each way a device sign-in ends without tokens, with
 // the server's text and a hint.
 func TestDeviceOutcomes(t *testing.T) {
+	t.Parallel() // each has its own servers; they wait in real time
 	tests := []struct {
 		name      string
 		opts      testpeer.DeviceOptions
@@ -339,6 +341,7 @@ func TestDeviceOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			ds, m, _ := deviceEnv(t, tt.opts, "")
 			g, err := m.StartDevice(context.Background(), "dev")
 			if err != nil {
@@ -361,6 +364,7 @@ func TestDeviceOutcomes(t *testing.T) {
 // TestDeviceSlowDown: after slow_down the client waits 5 s longer for
 // every later poll (RFC 8628 §3.5), and the grant still succeeds.
 func TestDeviceSlowDown(t *testing.T) {
+	t.Parallel() // each has its own servers; they wait in real time
 	ds, m, _ := deviceEnv(t, testpeer.DeviceOptions{PollInterval: 2 * time.Second, AnnouncedInterval: time.Second}, "")
 	g, err := m.StartDevice(context.Background(), "dev")
 	if err != nil {
@@ -383,6 +387,7 @@ func TestDeviceSlowDown(t *testing.T) {
 // TestDeviceOutageWhilePending: the token endpoint fails while the person
 // signs in; polling goes on and the grant succeeds once it is back.
 func TestDeviceOutageWhilePending(t *testing.T) {
+	t.Parallel() // each has its own servers; they wait in real time
 	ds, m, _ := deviceEnv(t, testpeer.DeviceOptions{}, "")
 	g, err := m.StartDevice(context.Background(), "dev")
 	if err != nil {
@@ -405,6 +410,7 @@ func TestDeviceOutageWhilePending(t *testing.T) {
 // temporary error, the refresh token stays, and once the endpoint is back
 // a token arrives without a new sign-in.
 func TestDeviceOutageWhileTokensExpire(t *testing.T) {
+	t.Parallel() // each has its own servers; they wait in real time
 	ds, m, _ := deviceEnv(t, testpeer.DeviceOptions{AccessTokenLifespan: 2 * time.Second}, `access_token_timeout = "1s"
 refresh_before_expiration = "0s"`)
 	g, err := m.StartDevice(context.Background(), "dev")
@@ -467,5 +473,51 @@ scope = "https://mail.google.com/"
 	}
 	if st := m.Source("gmail").Status(); st.Requests != 0 {
 		t.Errorf("%d requests; want none", st.Requests)
+	}
+}
+
+// TestCertificateConfidentialGrant: an interactive profile of a client
+// with a certificate authenticates the code exchange and the refresh with
+// client assertions too, never with a secret.
+func TestCertificateConfidentialGrant(t *testing.T) {
+	cert := readCert(t)
+	e := newEnv(t, testpeer.AuthOptions{CertificateClients: []testpeer.CertificateClient{{ID: "relay-cert", PublicKey: cert.PublicKey}}})
+	cfg := parseConfig(t, fmt.Sprintf(`
+[server]
+data_dir = %q
+
+[[oauth2_clients]]
+name = "entra-cert"
+client_id = "relay-cert"
+auth_url = %q
+token_url = %q
+redirect_url = %q
+client_certificate_file = "%sentra.crt"
+client_key_file = "%sentra.key"
+
+[[profiles]]
+name = "mailbox"
+hostname = "smtp.example.com"
+use_starttls = true
+username = "alarms@example.com"
+oauth2_client = "entra-cert"
+interactive = true
+scope = "mail offline_access"
+`, e.dir, e.as.AuthURL, e.as.TokenURL, e.redirectURL(), secretsDir, secretsDir))
+	m := e.manager(cfg)
+	e.grant(m, "mailbox")
+	if err := m.Source("mailbox").Refresh(context.Background()); err != nil {
+		t.Fatalf("Refresh() = %v", err)
+	}
+	forms := e.as.TokenRequestForms()
+	grants := []string{}
+	for _, f := range forms {
+		grants = append(grants, f.Get("grant_type"))
+		if f.Has("client_secret") || f.Get("client_assertion") == "" {
+			t.Errorf("%s request without a client assertion, or with a secret: %v", f.Get("grant_type"), f)
+		}
+	}
+	if strings.Join(grants, " ") != "authorization_code refresh_token" {
+		t.Errorf("token requests %v; want the code exchange and a refresh", grants)
 	}
 }

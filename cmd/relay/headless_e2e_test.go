@@ -115,20 +115,26 @@ oauth2_client = "entra-public"
 interactive = true
 scope = "mail offline_access"
 `, adminAddr, u.Port, caFile)+ds.ClientTOML("entra-public")), 0o600)
+	signIn := func(where string) {
+		t.Helper()
+		g := startCommand(t, dir, "token", "grant", "-device", "o365", "-config", "relay.toml")
+		g.stdin.Close()
+		m := g.until(t, regexp.MustCompile(`^\s*code: (\S+)$`))
+		if !strings.Contains(g.printed.String(), ds.URL+"/device") {
+			t.Errorf("relay token grant -device (%s) did not print the verification URI:\n%s", where, g.printed.String())
+		}
+		if err := ds.Approve(m[1], "operator@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if code, out := g.wait(t); code != 0 || !strings.Contains(out, "o365: valid") || !strings.Contains(out, "refresh token held") {
+			t.Fatalf("relay token grant -device (%s): exit %d\n%s", where, code, out)
+		}
+	}
+	// Before relay runs: on the data directory; relay then uses the token.
+	signIn("no relay running")
 	p := startBinary(t, dir, nil, "-config", "relay.toml", "-admin-listen", adminAddr)
-
-	g := startCommand(t, dir, "token", "grant", "-device", "o365", "-config", "relay.toml")
-	g.stdin.Close()
-	m := g.until(t, regexp.MustCompile(`^\s*code: (\S+)$`))
-	if !strings.Contains(g.printed.String(), ds.URL+"/device") {
-		t.Errorf("relay token grant -device did not print the verification URI:\n%s", g.printed.String())
-	}
-	if err := ds.Approve(m[1], "operator@example.com"); err != nil {
-		t.Fatal(err)
-	}
-	if code, out := g.wait(t); code != 0 || !strings.Contains(out, "o365: valid") || !strings.Contains(out, "refresh token held") {
-		t.Fatalf("relay token grant -device: exit %d\n%s", code, out)
-	}
+	// Again through the running relay's admin API.
+	signIn("through the running relay")
 	if err := sendPlain(p.addr, "alarms@example.com", "ops@example.com", "Subject: after the device sign-in\r\n\r\nhello\r\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -371,7 +371,7 @@ func TestRefusals(t *testing.T) {
 
 func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
 	srv := &Server{}
-	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10")}
+	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10"), logger: slog.New(slog.DiscardHandler)}
 	if m := remote.AuthMechanisms(); m != nil {
 		t.Errorf("plain remote session offers %v; want no AUTH", m)
 	}

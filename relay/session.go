@@ -59,6 +59,7 @@ type transaction struct {
 	from    string
 	utf8    bool
 	size    int64
+	body    string // BODY= as declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 	rcpts   []string
 	begun   bool // MAIL was sent upstream (direct mode)
 }
@@ -161,7 +162,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.tx = &transaction{id: newID(), st: st, profile: p, from: from}
 	if opts != nil {
-		s.tx.utf8, s.tx.size = opts.UTF8, opts.Size
+		s.tx.utf8, s.tx.size, s.tx.body = opts.UTF8, opts.Size, string(opts.Body)
 	}
 	if s.dc != nil {
 		s.dc.setTx(true) // a shutdown lets this transaction finish
@@ -225,7 +226,7 @@ func (s *session) begin() error {
 		}
 		s.delivery, s.deliveryProfile = d, tx.profile.Name
 	}
-	if err := s.delivery.Mail(s.ctx, tx.from, tx.size, tx.utf8); err != nil {
+	if err := s.delivery.Mail(s.ctx, &upstream.Message{From: tx.from, Size: tx.size, UTF8: tx.utf8, BodyType: tx.body}); err != nil {
 		return s.reply(err)
 	}
 	tx.begun = true
@@ -295,7 +296,7 @@ func (s *session) data(r io.Reader) error {
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
 	sp := s.srv.queue.spool
-	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
 	}

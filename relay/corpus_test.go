@@ -38,8 +38,8 @@ func TestCorpusThroughEveryTransport(t *testing.T) {
 	})
 
 	queued := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-	sp := openSpool(t, t.TempDir())
-	queueAddr, _ := startRelayWith(t, queueConfig(t, queued.Addr, ""), sp)
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	queueAddr, _ := startRelayWith(t, queueConfig(t, queued.Addr), sp)
 	direct := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	directRelay := startHarness(t, upstreamConfig(t, direct, `default_profile = "up"`), Options{})
 	for _, tr := range []struct {

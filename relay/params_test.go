@@ -20,8 +20,8 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 	c.must("MAIL FROM:<a@example.com> SMTPUTF8", 250, "")
 	c.must("RCPT TO:<用户@例子.广告>", 553, "5.6.7")
 
-	sp := openSpool(t, t.TempDir())
-	addr, _ := startRelayWith(t, queueConfig(t, u.Addr, ""), sp)
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	addr, _ := startRelayWith(t, queueConfig(t, u.Addr), sp)
 	c = dial(t, addr)
 	c.ehlo()
 	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
@@ -41,7 +41,7 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 func TestBodyTypePassedOn(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
-	queued, _ := startRelayWith(t, queueConfig(t, u.Addr, ""), openSpool(t, t.TempDir()))
+	queued, _ := startRelayWith(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()))
 	n := 0
 	for _, addr := range []string{direct.addr, queued} {
 		for _, body := range []string{"", "7BIT", "8BITMIME"} {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/sasllogin"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
@@ -272,7 +273,7 @@ func (s *session) data(r io.Reader) error {
 	s.srv.emit(Event{Kind: EventAttempt, ID: tx.id, Profile: tx.profile.Name, Duration: s.srv.opts.Now().Sub(sent), Err: errString(err)})
 	if err != nil {
 		r := s.reply(err)
-		log.Log(s.ctx, max(r.level, slog.LevelWarn), "delivery failed", "size", counted.n, "reply", replyString(r.reply), "error", err.Error(), "duration", time.Since(start).Round(time.Millisecond))
+		log.Log(s.ctx, max(r.level, slog.LevelWarn), "delivery failed", "size", counted.n, "reply", replyString(r.reply), "error", err.Error(), oauth.ReplyHintAttr(err.Error()), "duration", time.Since(start).Round(time.Millisecond))
 		ev.Kind, ev.Err = EventDeferred, err.Error()
 		if r.reply.Code/100 == 5 {
 			ev.Kind = EventBounced
@@ -295,7 +296,7 @@ func (s *session) data(r io.Reader) error {
 // enqueue stores the message in the spool; the 250 is given only once it
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
-	sp := s.srv.queue.spool
+	sp := s.srv.opts.Spool
 	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})

@@ -36,8 +36,8 @@ func TestBodyTypeKept(t *testing.T) {
 		t.Fatalf("after Update and a restart: %+v, %v; want BodyType 8BITMIME", env, err)
 	}
 
-	old := `{"version":2,"id":"X","profile":"p","from":"a@example.com","recipients":[{"addr":"b@example.com","state":"pending"}],"arrived":"` + time.Now().UTC().Format(time.RFC3339) + `","attempts":0,"size":3}`
-	if env, err := unmarshalEnvelope("X", []byte(old), FormatVersion); err != nil || env.BodyType != "" {
+	old := `{"version":3,"id":"X","profile":"p","from":"a@example.com","recipients":[{"addr":"b@example.com","state":"pending"}],"arrived":"` + time.Now().UTC().Format(time.RFC3339) + `","attempts":0,"size":3}`
+	if env, err := unmarshalEnvelope("X", []byte(old)); err != nil || env.BodyType != "" {
 		t.Fatalf("envelope without body: %+v, %v; want BodyType \"\"", env, err)
 	}
 }

@@ -27,28 +27,7 @@ func TestRefusalsLoggedOnce(t *testing.T) {
 		}
 		return nil
 	}})
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-max_recipients = 1
-max_message_bytes = 2000
-allow_unauthenticated = ["127.0.0.1/32"]
-
-[[users]]
-name = "printer"
-password_hash = %q
-profile = "up"
-
-[[routes]]
-sender = "*@plant.example.com"
-profile = "up"
-
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-delivery = "direct"
-`, t.TempDir(), hash(t, "pw"), u.Port)
+	cfg := hostileConfig(t, u, `["127.0.0.1/32"]`)
 	h := startHarness(t, cfg, Options{})
 	tests := []struct {
 		name  string
@@ -71,14 +50,14 @@ delivery = "direct"
 			c.must("AUTH PLAIN AHByaW50ZXIAcHc=", 503, "5.5.1")
 		}, "503 5.5.1", []string{"command=AUTH", "mechanism=PLAIN"}},
 		{"AUTH with a wrong password", func(c *client) {
-			if code, last := c.authPlain("printer", "wrong"); code != 535 {
+			if code, last := c.authPlain("app", "wrong"); code != 535 {
 				c.t.Fatalf("AUTH → %q; want 535", last)
 			}
-		}, "535 5.7.8", []string{`msg="authentication failed"`, "user=printer"}},
+		}, "535 5.7.8", []string{`msg="authentication failed"`, "user=app"}},
 		{"DATA too big", func(c *client) {
 			c.must("MAIL FROM:<a@plant.example.com>", 250, "")
 			c.must("RCPT TO:<b@example.com>", 250, "")
-			if code, last := c.data("Subject: big\r\n\r\n" + strings.Repeat("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n", 100)); code != 552 {
+			if code, last := c.data("Subject: big\r\n\r\n" + strings.Repeat("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n", hostileMax/40+10)); code != 552 {
 				c.t.Fatalf("DATA → %q; want 552", last)
 			}
 		}, "552 5.3.4", []string{"command=DATA", "reason="}},

@@ -90,6 +90,12 @@ func dial(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newClient(t, conn)
+}
+
+// newClient reads the greeting on conn, which the test's end closes.
+func newClient(t *testing.T, conn net.Conn) *client {
+	t.Helper()
 	t.Cleanup(func() { conn.Close() })
 	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 	c.expect(220)

@@ -1,12 +1,15 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/emersion/go-sasl"
@@ -51,7 +54,11 @@ func (s *session) answer(cmd string, err error, attrs ...any) error {
 		}
 		r = &refusal{reply: se}
 	}
-	if r.reply.Code < 400 || r.logged {
+	if r.reply.Code < 400 {
+		return r.reply
+	}
+	s.expectRefusal()
+	if r.logged {
 		return r.reply
 	}
 	reason := r.reply.Message
@@ -109,4 +116,65 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	srv, err := s.auth(mech)
 	return srv, s.answer("AUTH", err, "mechanism", mech)
+}
+
+// replyWatch logs, once, the refusals go-smtp answers itself, before relay
+// sees the command: a command it cannot parse (MAIL FROM:<root>, 501
+// 5.5.2), one out of sequence, one recipient past max_recipients (452
+// 4.5.3), a line past 2000 octets. It reads the replies written on a
+// connection in the clear; relay's own refusals, already logged by answer
+// or the AUTH throttle, are announced with expect and skipped. After
+// STARTTLS, and on the implicit-TLS listener, the replies are encrypted
+// below go-smtp and go unseen.
+type replyWatch struct {
+	mu       sync.Mutex
+	off      bool
+	expected int // refusals relay logged whose reply has yet to go out
+	log      func(reply string)
+}
+
+var readyForTLS = []byte("220 2.0.0 Ready to start TLS")
+
+func (w *replyWatch) wrote(p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.off || w.log == nil {
+		return
+	}
+	if bytes.HasPrefix(p, readyForTLS) {
+		w.off = true
+		return
+	}
+	// go-smtp writes a one-line reply in one write: "550 5.5.2 text\r\n".
+	if len(p) < 5 || (p[0] != '4' && p[0] != '5') || p[3] != ' ' {
+		return
+	}
+	if w.expected > 0 {
+		w.expected--
+		return
+	}
+	if bytes.HasPrefix(p, []byte("421 ")) {
+		return // the connection ends (timeout, shutdown): no command was refused
+	}
+	w.log(string(bytes.TrimRight(p, "\r\n")))
+}
+
+// expect announces a refusal relay logs itself.
+func (w *replyWatch) expect() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expected++
+}
+
+// expectRefusal tells the connection's replyWatch that the next refusal
+// it sees is relay's own, logged already.
+func (s *session) expectRefusal() {
+	if s.dc != nil {
+		s.dc.replies.expect()
+	}
+}
+
+// logLibraryRefusal logs a refusal go-smtp answered itself.
+func (s *Server) logLibraryRefusal(client netip.Addr, reply string) {
+	s.logger.Info("command refused", "client", client.String(), "reply", reply, "reason", "answered by the SMTP library before relay saw the command")
 }

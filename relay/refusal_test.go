@@ -19,7 +19,8 @@ import (
 
 // TestRefusalsLoggedOnce: every command relay refuses gets exactly one log
 // line with the client's address, the reply with its enhanced code and the
-// reason.
+// reason; so do the ones go-smtp answers itself on a connection in the
+// clear.
 func TestRefusalsLoggedOnce(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: func(to string) error {
 		if strings.HasPrefix(to, "gone@") {
@@ -41,6 +42,16 @@ func TestRefusalsLoggedOnce(t *testing.T) {
 		{"MAIL with a bad address", func(c *client) {
 			c.must("MAIL FROM:<a\x01@plant.example.com>", 553, "5.1.7")
 		}, "553 5.1.7", []string{"command=MAIL", "control character"}},
+		{"MAIL without a domain (go-smtp answers)", func(c *client) {
+			c.must("MAIL FROM:<root>", 501, "5.5.2")
+		}, "501 5.5.2", []string{`msg="command refused"`, "reason=\"answered by the SMTP library"}},
+		{"RCPT past max_recipients (go-smtp answers)", func(c *client) {
+			c.must("MAIL FROM:<a@plant.example.com>", 250, "")
+			for i := 0; i < 5; i++ {
+				c.must(fmt.Sprintf("RCPT TO:<r%d@example.com>", i), 250, "")
+			}
+			c.must("RCPT TO:<r6@example.com>", 452, "4.5.3")
+		}, "452 4.5.3", []string{`msg="command refused"`}},
 		{"RCPT refused by the upstream", func(c *client) {
 			c.must("MAIL FROM:<a@plant.example.com>", 250, "")
 			c.must("RCPT TO:<gone@example.com>", 550, "5.1.1")

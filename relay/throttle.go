@@ -162,6 +162,7 @@ func (s *session) throttled(mech string, check func(name, password string) error
 		wait, refuse := t.before(s.remote)
 		if refuse {
 			s.logger.Warn("authentication refused: too many failures from this address", "user", name, "mechanism", mech, "reply", replyString(errTooManyFailures))
+			s.expectRefusal()
 			return errTooManyFailures
 		}
 		if err := s.srv.opts.Sleep(s.ctx, wait); err != nil {
@@ -174,6 +175,7 @@ func (s *session) throttled(mech string, check func(name, password string) error
 		}
 		failures, hold := t.failed(s.remote)
 		s.logger.Warn("authentication failed", "user", name, "mechanism", mech, "failures", failures, "delay", hold, "reply", replyString(s.reply(err).reply))
+		s.expectRefusal()
 		if serr := s.srv.opts.Sleep(s.ctx, hold); serr != nil {
 			return s.reply(serr).reply
 		}

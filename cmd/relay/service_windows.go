@@ -135,7 +135,7 @@ func serviceInstall(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exitConfig
 	}
-	if err := protectDir(cfg.Server.DataDir, privateSDDL); err != nil {
+	if err := protectDir(dataDirOf(cfg, cfgFile), privateSDDL); err != nil {
 		fmt.Fprintf(stderr, "relay service install: data_dir: %v\n", err)
 		return exitFail
 	}
@@ -173,6 +173,16 @@ func serviceInstall(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "installed the service %q: %s service run -config %s\n", serviceName, exe, cfgFile)
 	fmt.Fprintf(stdout, "it starts with Windows; start it now: relay service start\n")
 	return exitOK
+}
+
+// dataDirOf is server.data_dir of cfg, read from cfgFile: the service
+// runs in the directory of its configuration file, so a relative data_dir
+// is relative to it.
+func dataDirOf(cfg *config.Config, cfgFile string) string {
+	if filepath.IsAbs(cfg.Server.DataDir) {
+		return cfg.Server.DataDir
+	}
+	return filepath.Join(filepath.Dir(cfgFile), cfg.Server.DataDir)
 }
 
 // writeDefaultConfig writes the layout's default relay.toml when the
@@ -372,7 +382,7 @@ func (s *windowsService) run(requests <-chan svc.ChangeRequest, status chan<- sv
 	cfg, err := config.Load(s.config)
 	var dataDir string
 	if err == nil {
-		dataDir = cfg.Server.DataDir
+		dataDir = dataDirOf(cfg, s.config)
 	}
 	if perr := s.layout.prepare(dataDir); perr != nil {
 		s.events.Error(eventExit, "relay does not start: "+perr.Error())

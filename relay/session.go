@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/sasllogin"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
@@ -272,7 +273,7 @@ func (s *session) Data(r io.Reader) error {
 	s.srv.emit(Event{Kind: EventAttempt, ID: tx.id, Profile: tx.profile.Name, Duration: s.srv.opts.Now().Sub(sent), Err: errString(err)})
 	if err != nil {
 		r := s.reply(err)
-		log.Warn("delivery failed", "size", counted.n, "reply", replyString(r), "error", err.Error(), "duration", time.Since(start).Round(time.Millisecond))
+		log.Warn("delivery failed", "size", counted.n, "reply", replyString(r), "error", err.Error(), oauth.ReplyHintAttr(err.Error()), "duration", time.Since(start).Round(time.Millisecond))
 		ev.Kind, ev.Err = EventDeferred, err.Error()
 		if r.Code/100 == 5 {
 			ev.Kind = EventBounced

@@ -354,12 +354,21 @@ func (l *delayListener) Accept() (net.Conn, error) {
 // XOAUTH2 makes opts an upstream that takes XOAUTH2 logins and checks each
 // token with the authorization server, refusing bad ones in style.
 func XOAUTH2(opts UpstreamOptions, auth *AuthServer, style AuthXOAUTH2Style) UpstreamOptions {
+	return XOAUTH2Check(opts, func(token string) error {
+		_, err := auth.Validate(context.Background(), token)
+		return err
+	}, style)
+}
+
+// XOAUTH2Check makes opts an upstream that takes XOAUTH2 logins whose
+// token check accepts, refusing others in style.
+func XOAUTH2Check(opts UpstreamOptions, check func(token string) error, style AuthXOAUTH2Style) UpstreamOptions {
 	if opts.ExtraAuth == nil {
 		opts.ExtraAuth = map[string]func(func(string)) sasl.Server{}
 	}
 	opts.ExtraAuth["XOAUTH2"] = func(setUser func(string)) sasl.Server {
 		return NewAuthXOAUTH2Server(style, func(user, token string) error {
-			if _, err := auth.Validate(context.Background(), token); err != nil {
+			if err := check(token); err != nil {
 				return err
 			}
 			setUser(user)

@@ -211,6 +211,25 @@ func TestFormsNeedCSRFToken(t *testing.T) {
 	if resp, _ := h.do(http.MethodPost, "/profiles/mailhost/test", cross, strings.NewReader(fields.Encode()+"&csrf="+url.QueryEscape(csrfOf(t, page)))); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST = %s; want 403", resp.Status)
 	}
+	// http.CrossOriginProtection refuses a cross-origin write by
+	// Sec-Fetch-Site alone, and by Origin alone (browsers before
+	// Sec-Fetch-Site), even with a valid token.
+	token = url.QueryEscape(csrfOf(t, h.getOK("/profiles/mailhost/test")))
+	for name, hdr := range map[string]http.Header{
+		"Sec-Fetch-Site: cross-site": {"Sec-Fetch-Site": {"cross-site"}},
+		"Sec-Fetch-Site: same-site":  {"Sec-Fetch-Site": {"same-site"}},
+		"only Origin":                {"Origin": {"http://evil.example"}},
+	} {
+		hdr.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, path := range []string{"/profiles/mailhost/test", "/queue/retry", "/profiles/mailhost/token/grant"} {
+			if resp, _ := h.do(http.MethodPost, path, hdr, strings.NewReader(fields.Encode()+"&id=all&csrf="+token)); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s with %s = %s; want 403", path, name, resp.Status)
+			}
+		}
+		if resp, _ := h.do(http.MethodPost, "/api/queue/all/retry", http.Header{"Content-Type": {"application/json"}, "Origin": hdr["Origin"], "Sec-Fetch-Site": hdr["Sec-Fetch-Site"]}, strings.NewReader("{}")); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("API POST with %s = %s; want 403", name, resp.Status)
+		}
+	}
 	// API writes need a JSON body: a form post cannot make one.
 	if resp, _ := h.do(http.MethodPost, "/api/queue/all/retry", form, strings.NewReader("x=1")); resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("form POST to the API = %s; want 415", resp.Status)

@@ -111,7 +111,7 @@ func (m *Manager) StartDevice(ctx context.Context, profile string) (DeviceGrant,
 	s.device, s.deviceCancel = g, pcancel
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Info("oauth2: device sign-in started", "grant_type", "device_code", "verification_uri", da.VerificationURI, "expiry", expiryAttr(da.Expiry))
+	s.log.Info("device sign-in started", "grant_type", "device_code", "verification_uri", da.VerificationURI, "expiry", expiryAttr(da.Expiry))
 	go s.pollDevice(pctx, g, da.DeviceCode, gen)
 	return *g, nil
 }
@@ -177,7 +177,7 @@ func (s *TokenSource) pollDevice(ctx context.Context, g *DeviceGrant, deviceCode
 			}
 			// The token endpoint is down: the code stays good until it
 			// expires, so keep polling.
-			s.log.Warn("oauth2: device sign-in poll failed; polling on", append([]any{"grant_type", "device_code"}, te.logAttrs()...)...)
+			s.log.Warn("device sign-in poll failed; polling on", append([]any{"grant_type", "device_code"}, te.logAttrs()...)...)
 		}
 		t.Reset(interval)
 	}
@@ -214,7 +214,7 @@ func (s *TokenSource) endDevice(g *DeviceGrant, state string, te *TokenError) {
 	if te != nil {
 		s.grantFailed(te, "device_code")
 	} else {
-		s.log.Info("oauth2: device sign-in completed", "grant_type", "device_code")
+		s.log.Info("device sign-in completed", "grant_type", "device_code")
 	}
 	s.mu.Lock()
 	g.State = state

@@ -89,7 +89,7 @@ func (m *Manager) StartGrant(profile string) (string, error) {
 	}
 	m.pending[state] = &pendingGrant{profile: profile, verifier: verifier, fingerprint: set.fingerprint, created: now}
 	m.mu.Unlock()
-	s.log.Info("oauth2: authorization grant started", "grant_type", "authorization_code")
+	s.log.Info("authorization grant started", "grant_type", "authorization_code")
 	return authURL, nil
 }
 
@@ -173,7 +173,7 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 		return te
 	}
 	if ot.RefreshToken == "" {
-		s.log.Warn("oauth2: the authorization server issued no refresh token; the access token cannot be renewed without a new grant (Google: authorization_request_params access_type = \"offline\" and prompt = \"consent\"; Microsoft: add offline_access to scope)")
+		s.log.Warn("the authorization server issued no refresh token; the access token cannot be renewed without a new grant (Google: authorization_request_params access_type = \"offline\" and prompt = \"consent\"; Microsoft: add offline_access to scope)")
 	}
 	f := &flight{done: make(chan struct{})} // private: nobody waits on it
 	if err := s.obtained(f, gen, "authorization_code", ot); err != nil {
@@ -203,7 +203,7 @@ func (s *TokenSource) grantFailed(te *TokenError, grant string) {
 	s.lastErr, s.lastErrText, s.lastErrAt = te, te.Reason(), s.m.now()
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
+	s.log.Error("authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
 	s.persist()
 }
 

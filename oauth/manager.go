@@ -87,6 +87,7 @@ func NewManager(cfg *config.Config, opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	m.log = m.log.With("component", "oauth")
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -136,7 +137,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 		}
 		set, skipped := newSettings(cfg, p)
 		for _, k := range skipped {
-			m.log.Warn("oauth2: ignoring a parameter the flow sets itself", "profile", p.Name, "key", k)
+			m.log.Warn("ignoring a parameter the flow sets itself", "profile", p.Name, "key", k)
 		}
 		keep[p.Name] = true
 		order = append(order, p.Name)

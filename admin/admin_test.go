@@ -19,7 +19,7 @@ func TestIndexShowsProfiles(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: pump 3\n\nPump 3 stopped.")
 	h.Up.WaitMessages(t, 1, 10*time.Second)
-	waitFor(t, "the delivery to be recorded", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the delivery to be recorded", 5*time.Second, func() bool {
 		return !h.Relay.Stats("mailhost").LastDelivery.IsZero()
 	})
 	page := h.getOK("/")
@@ -54,7 +54,7 @@ func TestIndexShowsProfiles(t *testing.T) {
 func TestIndexQueueDepthAndLastError(t *testing.T) {
 	h := startHarness(t, harnessOptions{upstreamAddr: testpeer.FreeAddr(t)})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: pump 3\n\nPump 3 stopped.")
-	waitFor(t, "a failed attempt", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
+	testpeer.WaitFor(t, "a failed attempt", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
 	var p ProfileInfo
 	if err := json.Unmarshal([]byte(h.getOK("/api/profiles/mailhost")), &p); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestQueueAPIAndPage(t *testing.T) {
 	h := startHarness(t, harnessOptions{upstreamAddr: testpeer.FreeAddr(t)})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: one\n\n1")
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: two\n\n2")
-	waitFor(t, "two deferred messages", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "two deferred messages", 10*time.Second, func() bool {
 		envs, _ := h.Relay.Queue().List()
 		return len(envs) == 2 && envs[0].Attempts > 0 && envs[1].Attempts > 0
 	})
@@ -325,7 +325,7 @@ func TestQueueAPIAndPage(t *testing.T) {
 		t.Errorf("retry unknown = %s %s; want 404", resp.Status, body)
 	}
 	var id1 string
-	waitFor(t, "the retries to end", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the retries to end", 10*time.Second, func() bool {
 		list, _ := h.Relay.Queue().List()
 		for _, e := range list {
 			if e.NextAttempt.IsZero() || e.NextAttempt.Before(time.Now()) {

@@ -331,16 +331,4 @@ func (h *harness) sendSMTP(from, to, body string) string {
 	return reply
 }
 
-// waitFor polls cond every 20 ms until it holds, at most timeout.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func cookieJar() (http.CookieJar, error) { return cookiejar.New(nil) }

@@ -91,7 +91,7 @@ func TestDeviceAPI(t *testing.T) {
 	if err := ds.Approve(d.UserCode, "operator@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the device grant", 20*time.Second, func() bool {
+	testpeer.WaitFor(t, "the device grant", 20*time.Second, func() bool {
 		st := tokenJSON(t, h, "dev")
 		return st.Grant != nil && st.Grant.State == GrantGranted && st.State == StateValid && st.HasRefreshToken
 	})

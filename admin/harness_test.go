@@ -148,7 +148,7 @@ path = %q
 			t.Fatalf("oauth.NewManager: %v", err)
 		}
 		t.Cleanup(func() { manager.Close() })
-		tokens = OAuthTokens(manager)
+		tokens = manager
 	}
 	sp, err := spool.Open(filepath.Join(dataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 )
 
 // oauthProfiles are two OAuth2 profiles, one per flow, for extra TOML.
@@ -73,7 +74,7 @@ func TestTokenPageButtons(t *testing.T) {
 			profile = "gmail"
 		}
 		fake.mu.Lock()
-		fake.statuses = []TokenStatus{{Profile: profile, Interactive: c.interactive, HasRefreshToken: c.refresh, State: StateAbsent}}
+		fake.statuses = []oauth.Status{{Profile: profile, Interactive: c.interactive, HasRefreshToken: c.refresh, State: oauth.StateAbsent}}
 		fake.mu.Unlock()
 		page := h.getOK("/profiles/" + profile + "/token")
 		if got := strings.Contains(page, ">Grant New Token<"); got != c.grant {
@@ -130,15 +131,15 @@ func TestTokenPageButtons(t *testing.T) {
 // rules. Refresh makes a token valid; grants go to authURL.
 type fakeTokens struct {
 	mu       sync.Mutex
-	statuses []TokenStatus
+	statuses []oauth.Status
 	authURL  string
 	refresh  error
 }
 
-func (f *fakeTokens) Statuses() []TokenStatus {
+func (f *fakeTokens) Statuses() []oauth.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]TokenStatus(nil), f.statuses...)
+	return append([]oauth.Status(nil), f.statuses...)
 }
 
 func (f *fakeTokens) Refresh(_ context.Context, profile string) error {
@@ -152,7 +153,7 @@ func (f *fakeTokens) Refresh(_ context.Context, profile string) error {
 				f.statuses[i].LastError = f.refresh.Error()
 				return f.refresh
 			}
-			f.statuses[i].State = StateValid
+			f.statuses[i].State = oauth.StateValid
 		}
 	}
 	return nil
@@ -168,8 +169,8 @@ func (f *fakeTokens) CompleteGrant(_ context.Context, state, code string) (strin
 
 func (f *fakeTokens) DenyGrant(state, code, description string) string { return state }
 
-func (f *fakeTokens) StartDevice(context.Context, string) (DeviceStart, error) {
-	return DeviceStart{}, errors.New("the fake token manager has no device sign-in")
+func (f *fakeTokens) StartDevice(context.Context, string) (oauth.DeviceGrant, error) {
+	return oauth.DeviceGrant{}, errors.New("the fake token manager has no device sign-in")
 }
 
 func (f *fakeTokens) CompleteRedirect(_ context.Context, profile, _ string) error {

@@ -34,18 +34,20 @@ const googleMailScope = "https://mail.google.com/"
 // profile: what the person must do, and how it ended. It holds no secret
 // (the device code stays inside the Manager).
 type DeviceGrant struct {
-	Profile                 string
-	State                   string // DevicePending, DeviceGranted, ...
-	UserCode                string
-	VerificationURI         string
-	VerificationURIComplete string
-	Message                 string    // the instruction to show
-	ExpiresIn               int       // seconds, as the server sent it
-	Interval                int       // seconds between polls, as the server sent it
-	Expiry                  time.Time // of the user code
+	Profile                 string    `json:"profile"`
+	Method                  string    `json:"method"` // "device"
+	State                   string    `json:"state"`  // DevicePending, DeviceGranted, ...
+	UserCode                string    `json:"user_code"`
+	VerificationURI         string    `json:"verification_uri"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	Message                 string    `json:"message"`         // the instruction to show
+	ExpiresIn               int       `json:"expires_in"`      // seconds, as the server sent it
+	Interval                int       `json:"interval"`        // seconds between polls, as the server sent it
+	Expiry                  time.Time `json:"expiry,omitzero"` // of the user code
 	// Error is the authorization server's code and text when the grant
 	// did not succeed, and Hint a line on what to do.
-	Error, Hint string
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
 }
 
 // StartDevice asks the device authorization endpoint of an interactive
@@ -84,6 +86,7 @@ func (m *Manager) StartDevice(ctx context.Context, profile string) (DeviceGrant,
 	}
 	g := &DeviceGrant{
 		Profile:                 profile,
+		Method:                  "device",
 		State:                   DevicePending,
 		UserCode:                da.UserCode,
 		VerificationURI:         da.VerificationURI,

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -166,6 +167,16 @@ func (m *Manager) Source(profile string) *TokenSource {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.sources[profile]
+}
+
+// Refresh obtains a new access token for profile now and waits for it:
+// client credentials, or the refresh token (TokenSource.Refresh).
+func (m *Manager) Refresh(ctx context.Context, profile string) error {
+	s := m.Source(profile)
+	if s == nil {
+		return fmt.Errorf("profile %q is not an OAuth2 profile", profile)
+	}
+	return s.Refresh(ctx)
 }
 
 // Statuses returns the state of every OAuth2 profile, in configuration

@@ -241,7 +241,7 @@ func serveAdmin(cfg *config.Config, srv *relay.Server, tokens *oauth.Manager, me
 		return func() {}, nil
 	}
 	log := logger.With("component", "relay")
-	as, err := admin.New(admin.Options{Relay: srv, Tokens: admin.OAuthTokens(tokens), Metrics: metrics, Logger: logger})
+	as, err := admin.New(admin.Options{Relay: srv, Tokens: tokens, Metrics: metrics, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

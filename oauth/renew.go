@@ -117,7 +117,7 @@ func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.T
 
 	if saveErr != nil {
 		// The tokens work; only a restart would lose them.
-		s.log.Error("cannot persist tokens", "grant_type", grant, "err", saveErr)
+		s.log.Error("cannot persist tokens", "grant_type", grant, "error", saveErr)
 	}
 	if !installed {
 		err := &TokenError{Profile: s.name, Temporary: true, Description: "profile settings changed during the token request"}
@@ -209,7 +209,7 @@ func (s *TokenSource) persist() {
 	rec := s.recordLocked()
 	s.mu.Unlock()
 	if err := s.m.store.Save(s.m.ctx, rec); err != nil {
-		s.log.Error("cannot persist token state", "err", err)
+		s.log.Error("cannot persist token state", "error", err)
 	}
 }
 

@@ -117,7 +117,7 @@ func (s *TokenSource) setSettingsLocked(set settings) {
 	if set.sa != nil {
 		conf, err := serviceAccountConfig(set.sa, set.username, set.tokenURL, set.scopes)
 		if err != nil {
-			s.log.Error("cannot use the service account key", "err", err)
+			s.log.Error("cannot use the service account key", "error", err)
 		}
 		s.saConf = conf
 	}
@@ -130,7 +130,7 @@ func (s *TokenSource) load() {
 	s.mu.Unlock()
 	rec, err := s.m.store.Load(s.m.ctx, s.name)
 	if err != nil {
-		s.log.Error("cannot load the persisted tokens; starting without them", "err", err)
+		s.log.Error("cannot load the persisted tokens; starting without them", "error", err)
 		return
 	}
 	s.mu.Lock()

@@ -76,13 +76,7 @@ func (h *harness) connections() int {
 // waitIdle waits, at most 20 s, until the server holds no connection.
 func (h *harness) waitIdle(t testing.TB) {
 	t.Helper()
-	for i := 0; i < 400; i++ {
-		if h.connections() == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the server still holds %d connections", h.connections())
+	testpeer.WaitFor(t, "the server to hold no connection", 20*time.Second, func() bool { return h.connections() == 0 })
 }
 
 // fakeClock is a clock whose Sleep advances it at once, so that tests of

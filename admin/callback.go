@@ -10,17 +10,6 @@ import (
 	"github.com/relaymail/relay/oauth"
 )
 
-// refusedError is an authorization server's error redirect (RFC 6749
-// §4.1.2.1): the user declined, or the server refused the request.
-type refusedError struct{ code, description string }
-
-func (e *refusedError) Error() string {
-	if e.description == "" {
-		return "the authorization server refused: " + e.code
-	}
-	return "the authorization server refused: " + e.code + ": " + e.description
-}
-
 // endGrant ends the authorization code grant that the redirect r to
 // /oauth2/callback names: it records the authorization server's refusal,
 // or redeems the code (the token manager checks the state and PKCE). It
@@ -41,6 +30,17 @@ func endGrant(tokens Tokens, logger *slog.Logger, r *http.Request) (profile stri
 	}
 	logger.Info("authorization grant completed", "profile", profile)
 	return profile, nil
+}
+
+// refusedError is an authorization server's error redirect (RFC 6749
+// §4.1.2.1): the user declined, or the server refused the request.
+type refusedError struct{ code, description string }
+
+func (e *refusedError) Error() string {
+	if e.description == "" {
+		return "the authorization server refused: " + e.code
+	}
+	return "the authorization server refused: " + e.code + ": " + e.description
 }
 
 // callbackMethod refuses what is not a GET: a HEAD must not spend the

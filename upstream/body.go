@@ -92,13 +92,16 @@ type dotWriter struct {
 
 func newDotWriter(w io.Writer) *dotWriter { return &dotWriter{w: w, bol: true} }
 
-var lfDot = []byte("\n.")
+var (
+	lfDot = []byte("\n.")
+	dot   = []byte{'.'}
+)
 
 func (d *dotWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
 		if d.bol && p[0] == '.' {
-			if _, err := d.w.Write([]byte{'.'}); err != nil {
+			if _, err := d.w.Write(dot); err != nil {
 				return total - len(p), err
 			}
 		}

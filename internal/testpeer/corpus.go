@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// CorpusMessage is one message of the test corpus, with CRLF line endings.
+// CorpusMessage is one message of the test corpus, with CRLF line endings
+// and a Subject of its own.
 type CorpusMessage struct {
 	Name string
 	Data []byte
@@ -47,8 +48,8 @@ func Corpus() []CorpusMessage {
 		return []byte(b.String())
 	}
 	return []CorpusMessage{
-		{"4KiB-1", text("4k", 4095)},
-		{"4KiB+1", text("4k", 4097)},
+		{"4KiB-1", text("4k-1", 4095)},
+		{"4KiB+1", text("4k+1", 4097)},
 		{"32KiB", text("32k", 32<<10)},
 		{"64KiB+1", text("64k", 64<<10+1)},
 		{"1MB", text("1m", 1<<20)},
@@ -57,7 +58,7 @@ func Corpus() []CorpusMessage {
 			"Grüße aus Köln, été, 日本語, \xe9t\xe9 in Latin-1\r\n\r\n")},
 		{"dots", []byte(header("dots") + "\r\n.\r\n..\r\n.leading\r\n. \r\nmiddle . dot\r\n.\r\n")},
 		{"5000-char-line", []byte(header("long line") + "\r\n" + strings.Repeat("0123456789", 500) + "\r\nafter\r\n")},
-		{"long-header", []byte("From: app@example.com\r\nTo: ops@example.com\r\nX-Long: " + strings.Repeat("h", 1500) + "\r\n\r\nbody\r\n")},
+		{"long-header", []byte("From: app@example.com\r\nTo: ops@example.com\r\nSubject: long header\r\nX-Long: " + strings.Repeat("h", 1500) + "\r\n\r\nbody\r\n")},
 	}
 }
 

@@ -105,10 +105,16 @@ type deadlineConn struct {
 	onClose  func()
 
 	eof atomic.Bool // the client has closed its side
+
+	gate *lineGate // line limits (linegate.go)
 }
 
-func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
-	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout)}
+// newDeadlineConn wraps a client connection; maxMessage is
+// max_message_bytes, which bounds what a TLS client sends between two
+// commands (see lineGate).
+func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time, maxMessage int64) *deadlineConn {
+	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout),
+		gate: newLineGate(2*maxMessage + 1<<20)}
 }
 
 // clamp returns the deadline to use instead of t; c.mu is held.
@@ -128,6 +134,7 @@ func (c *deadlineConn) clamp(t time.Time) time.Time {
 // SetReadDeadline is called by go-smtp before each command line: the
 // message, if one was being read, is over.
 func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.gate.nextCommand()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dataEnd = time.Time{}
@@ -152,7 +159,11 @@ func (c *deadlineConn) beginData() {
 	c.Conn.SetReadDeadline(c.clamp(now.Add(c.idle)))
 }
 
-func (c *deadlineConn) Read(p []byte) (int, error) {
+// Read gives go-smtp what the line gate lets through.
+func (c *deadlineConn) Read(p []byte) (int, error) { return c.gate.read(p, c.readClient) }
+
+// readClient reads from the client, extending a message's deadline.
+func (c *deadlineConn) readClient(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if err == io.EOF {
 		c.eof.Store(true)
@@ -170,6 +181,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.gate.replied(p)
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()

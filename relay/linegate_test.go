@@ -81,9 +81,9 @@ func firstDiffString(a, b string) int {
 func TestLineGateDropsCutCommands(t *testing.T) {
 	for _, end := range []error{os.ErrDeadlineExceeded, io.EOF} {
 		for in, want := range map[string]string{
-			"NOOP\r\nEHL":                        "NOOP\r\n",
-			"DATA\r\nline\r\npart":               "DATA\r\nline\r\n", // a message cut off
-			"BDAT 9 LAST\r\nabc":                 "BDAT 9 LAST\r\nabc",
+			"NOOP\r\nEHL":                      "NOOP\r\n",
+			"DATA\r\nline\r\npart":             "DATA\r\nline\r\n", // a message cut off
+			"BDAT 9 LAST\r\nabc":               "BDAT 9 LAST\r\nabc",
 			"DATA\r\nx\r\n.\r\nMAIL FROM:<a@b": "DATA\r\nx\r\n.\r\n",
 		} {
 			g := newLineGate(1 << 30)

@@ -107,6 +107,7 @@ type deadlineConn struct {
 	eof atomic.Bool // the client has closed its side
 
 	gate *lineGate // line limits (linegate.go)
+	tls  tlsWatch  // the STARTTLS handshake, for its log line (tls.go)
 }
 
 // newDeadlineConn wraps a client connection; maxMessage is
@@ -182,6 +183,7 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.gate.replied(p)
+	c.tls.wrote(p)
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()

@@ -236,6 +236,14 @@ func (g *lineGate) replied(p []byte) {
 	}
 }
 
+// startTLS puts the gate in TLS mode from the start, for a listener with
+// implicit TLS (smtps_listen).
+func (g *lineGate) startTLS() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.mode = gateTLS
+}
+
 // nextCommand tells the gate that go-smtp reads its next command: a
 // message is over.
 func (g *lineGate) nextCommand() {

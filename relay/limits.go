@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -307,26 +308,49 @@ func (h *headerLimitReader) Read(p []byte) (int, error) {
 	if h.done {
 		return n, err
 	}
-	for i, b := range p[:n] {
-		h.n++
-		switch {
-		case b == '\n' && h.cr:
-			h.cr = false // the LF of a CRLF: the line ended at its CR
-		case b == '\r' || b == '\n':
-			if h.bol {
-				h.done = true
-				return n, err
-			}
-			h.bol, h.cr = true, b == '\r'
-		default:
-			h.bol, h.cr = false, false
-		}
-		if h.n > h.max {
-			h.err = errHeaderTooBig(h.max)
-			return i, h.err
-		}
+	if i := h.scan(p[:n]); i >= 0 {
+		h.err = errHeaderTooBig(h.max)
+		return i, h.err
 	}
 	return n, err
+}
+
+// scan counts the header octets in data a line at a time (bytes.IndexAny
+// finds each line ending) and returns the index of the first octet past
+// the limit, or -1.
+func (h *headerLimitReader) scan(data []byte) int {
+	for pos := 0; pos < len(data) && !h.done; {
+		switch b := data[pos]; {
+		case b == '\n' && h.cr:
+			h.cr = false // the LF of a CRLF: the line ended at its CR
+			h.n++
+			pos++
+		case b == '\r' || b == '\n':
+			if h.bol {
+				h.done = true // the empty line: the header section is over
+				return -1
+			}
+			h.bol, h.cr = true, b == '\r'
+			h.n++
+			pos++
+		default:
+			j := bytes.IndexAny(data[pos:], "\r\n")
+			if j < 0 {
+				j = len(data) - pos
+			}
+			if h.n+int64(j) > h.max {
+				return pos + int(h.max-h.n)
+			}
+			h.bol, h.cr = false, false
+			h.n += int64(j)
+			pos += j
+			continue
+		}
+		if h.n > h.max {
+			return pos - 1
+		}
+	}
+	return -1
 }
 
 // errHeaderTooBig: RFC 3463 X.3.4, message too big for system; the text

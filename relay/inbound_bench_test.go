@@ -94,12 +94,14 @@ func BenchmarkGoSMTPInbound(b *testing.B) {
 
 // unstuffLines is the proposed DATA reader: it takes one line at a time
 // from a bufio.Reader (ReadSlice), drops the period that dot-stuffing
-// added, and ends at the "." line (RFC 5321 §4.5.2). A line longer than
-// the bufio buffer comes in pieces; only a piece that starts a line is
-// looked at.
+// added, and ends at the "." line (RFC 5321 §4.5.2). Only CRLF ends a line,
+// as in go-smtp's reader (a "." after a bare LF is data: no smuggling). A
+// line longer than the bufio buffer comes in pieces; only a piece that
+// starts a line is looked at.
 type unstuffLines struct {
 	r    *bufio.Reader
 	bol  bool   // the next octet starts a line
+	cr   bool   // the last octet was a CR
 	rest []byte // part of a line not yet returned
 	done bool
 }
@@ -125,7 +127,9 @@ func (u *unstuffLines) Read(p []byte) (int, error) {
 			}
 			line = line[1:]
 		}
-		u.bol = line[len(line)-1] == '\n'
+		last := line[len(line)-1]
+		u.bol = last == '\n' && (len(line) > 1 && line[len(line)-2] == '\r' || len(line) == 1 && u.cr)
+		u.cr = last == '\r'
 		u.rest = line
 	}
 	n := copy(p, u.rest)
@@ -154,8 +158,9 @@ func BenchmarkDATAReaders(b *testing.B) {
 				src.Reset(wire)
 				br.Reset(src)
 				var out int64
+				rd := mk(br)
 				for {
-					n, err := mk(br).Read(buf)
+					n, err := rd.Read(buf)
 					out += int64(n)
 					if err == io.EOF {
 						break
@@ -209,7 +214,7 @@ func (d *perOctet) Read(p []byte) (int, error) {
 
 func TestUnstuffLinesAnyReadSize(t *testing.T) {
 	body := benchMessage(100 << 10)
-	body = append(body, []byte(".\r\n..x\r\n"+strings.Repeat("y", 9000)+"\r\n")...)
+	body = append(body, []byte(".\r\n..x\r\n"+strings.Repeat("y", 9000)+"\r\nbare\n.\r\nlf\r\n")...)
 	wire := append(bytes.ReplaceAll(append([]byte("\r\n"), body...), []byte("\r\n."), []byte("\r\n.."))[2:], ".\r\nQUIT\r\n"...)
 	for _, n := range []int{1, 7, 4096, 1 << 20} {
 		br := bufio.NewReaderSize(bytes.NewReader(wire), 16)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/relaymail/relay/relay"
+	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -204,7 +204,7 @@ func queueErrStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, spool.ErrBadID), errors.Is(err, errNoID):
 		return http.StatusBadRequest
-	case errors.Is(err, relay.ErrInDelivery):
+	case errors.Is(err, queue.ErrInDelivery):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

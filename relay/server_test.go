@@ -45,19 +45,10 @@ func startRelayEvents(t *testing.T, cfgText string, sp *spool.Spool, events func
 	}
 	pki := testpeer.TestPKI(t)
 	srv, err := NewServer(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Transports: func(p *config.Profile) (Transport, error) {
-			if p.Kind == config.KindMaildir {
-				return NewMaildir(p.Path)
-			}
-			s, err := upstream.New(p, upstream.Options{RootCAs: pki.CAPool})
-			if err != nil {
-				return nil, err
-			}
-			return SenderTransport(s), nil
-		},
-		Spool:  sp,
-		Events: events,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Transports: Transports(upstream.Options{RootCAs: pki.CAPool}, nil),
+		Spool:      sp,
+		Events:     events,
 	})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)

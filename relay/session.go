@@ -295,7 +295,7 @@ func (s *session) Data(r io.Reader) error {
 // enqueue stores the message in the spool; the 250 is given only once it
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
-	sp := s.srv.queue.spool
+	sp := s.srv.opts.Spool
 	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})

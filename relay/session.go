@@ -225,7 +225,7 @@ func (s *session) begin() error {
 		}
 		s.delivery, s.deliveryProfile = d, tx.profile.Name
 	}
-	if err := s.delivery.Mail(s.ctx, tx.from, tx.size, tx.utf8); err != nil {
+	if err := s.delivery.Mail(s.ctx, &upstream.Message{From: tx.from, Size: tx.size, UTF8: tx.utf8}); err != nil {
 		return s.reply(err)
 	}
 	tx.begun = true

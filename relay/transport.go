@@ -22,8 +22,10 @@ type Transport interface {
 // use.
 type Delivery interface {
 	// Mail, Rcpt and Data are one transaction step by step, for clients
-	// that wait for the upstream's own answers (delivery = "direct").
-	Mail(ctx context.Context, from string, size int64, utf8 bool) error
+	// that wait for the upstream's own answers (delivery = "direct"). Mail
+	// uses the envelope sender and MAIL parameters of msg (From, Size,
+	// UTF8, BodyType).
+	Mail(ctx context.Context, msg *upstream.Message) error
 	Rcpt(ctx context.Context, to string) error
 	Data(ctx context.Context, body io.Reader) (reply string, err error)
 	Reset(ctx context.Context) error

@@ -101,13 +101,15 @@ func (c *Conn) mailCommand(msg *Message) (string, error) {
 	return line, nil
 }
 
-// Mail starts a transaction (MAIL FROM), after an RSET if an earlier one
-// was left open.
-func (c *Conn) Mail(ctx context.Context, from string, size int64, utf8 bool) error {
+// Mail starts a transaction (MAIL FROM) with msg's From, Size, UTF8 and
+// BodyType, after an RSET if an earlier one was left open. A message that
+// needs SMTPUTF8 cannot go to an upstream that does not offer it, now or
+// later: a permanent 553 5.6.7, and nothing is sent (see mailCommand).
+func (c *Conn) Mail(ctx context.Context, msg *Message) error {
 	if c.broken {
 		return c.unusable(StepMail)
 	}
-	line, err := c.mailCommand(&Message{From: from, Size: size, UTF8: utf8})
+	line, err := c.mailCommand(msg)
 	if err != nil {
 		return err
 	}

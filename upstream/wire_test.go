@@ -136,11 +136,13 @@ func TestNoCancelAfterFinalReply(t *testing.T) {
 	}
 }
 
-// TestSMTPUTF8NotOffered: a message that needs SMTPUTF8 cannot go to a
-// server without it, ever: a permanent 553 5.6.7 before MAIL.
-func TestSMTPUTF8NotOffered(t *testing.T) {
+// TestSMTPUTF8RefusedBeforeMAIL: a message that needs SMTPUTF8 cannot go
+// to a server without it, ever: a permanent 553 5.6.7, and no MAIL FROM
+// goes out.
+func TestSMTPUTF8RefusedBeforeMAIL(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Hide: []string{"SMTPUTF8"}})
-	s := newSender(t, profileFor(u), Options{})
+	d := &recordingDialer{}
+	s := newSender(t, profileFor(u), Options{Dialer: d})
 	_, err := s.Send(context.Background(), &Message{From: "a@example.com", To: []string{"jörg@example.com"}, Body: strings.NewReader(testBody), UTF8: true})
 	var ue *Error
 	if !asError(err, &ue) || ue.Temporary || ue.Code != 553 || ue.EnhancedCode != [3]int{5, 6, 7} {
@@ -148,6 +150,9 @@ func TestSMTPUTF8NotOffered(t *testing.T) {
 	}
 	if r := ue.Reply(); r.Code != 553 {
 		t.Errorf("Reply() = %d; want 553 for a direct-mode client", r.Code)
+	}
+	if w := strings.Join(d.all(), ""); strings.Contains(w, "MAIL FROM") {
+		t.Errorf("the client sent MAIL FROM anyway: %q", w)
 	}
 }
 

@@ -28,11 +28,7 @@ func TestCorpusThroughGoSMTP(t *testing.T) {
 			u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Hide: hide})
 			s := newSender(t, profileFor(u), Options{})
 			ctx := context.Background()
-			c, err := s.Dial(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialConn(t, s)
 			for _, want := range hide {
 				if c.ext.has(want) {
 					t.Fatalf("the server still offers %s", want)
@@ -67,4 +63,15 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// dialConn dials s for a test; the connection closes when the test ends.
+func dialConn(t *testing.T, s *Sender) *Conn {
+	t.Helper()
+	c, err := s.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -28,11 +28,7 @@ func sinkProfile(t *testing.T, addr string) *config.Profile {
 func sendCorpus(t *testing.T, s *Sender) []*corpus.Message {
 	t.Helper()
 	ctx := context.Background()
-	c, err := s.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConn(t, s)
 	var sent []*corpus.Message
 	for _, m := range corpus.All() {
 		if m.UTF8 {

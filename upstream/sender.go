@@ -254,9 +254,16 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 	return &Conn{sender: s, wire: w, ext: ext, raw: raw, secure: secure}, nil
 }
 
-// greeting reads the server's 220 (RFC 5321 §4.3.1).
+// greeting reads the server's 220 (RFC 5321 §4.3.1). The client speaks
+// after it; a server talking ahead of it is broken or hostile.
 func greeting(w *wire) error {
 	rep, err := w.read()
+	return expect220Alone(w, rep, err, "its greeting")
+}
+
+// expect220Alone checks that the reply to what went before is a 220 and
+// that nothing follows it: the client speaks next.
+func expect220Alone(w *wire, rep *reply, err error, after string) error {
 	if err != nil {
 		return err
 	}
@@ -264,9 +271,7 @@ func greeting(w *wire) error {
 		return err
 	}
 	if n := w.r.Buffered(); n > 0 {
-		// The client speaks after the greeting; a server talking ahead of
-		// it is broken or hostile.
-		return fmt.Errorf("server sent %d bytes after its greeting", n)
+		return fmt.Errorf("server sent %d bytes after %s", n, after)
 	}
 	return nil
 }
@@ -296,19 +301,10 @@ func startTLS(w *wire, ext extensions) error {
 	if !ext.has("STARTTLS") {
 		return errors.New("the server does not offer STARTTLS; use_starttls is set, so relay will not send in the clear")
 	}
+	// Plaintext after the 220 would be read as if it came over TLS (the
+	// STARTTLS injection of CVE-2011-0411).
 	rep, err := w.cmd("STARTTLS")
-	if err != nil {
-		return err
-	}
-	if err := rep.expect(220); err != nil {
-		return err
-	}
-	if n := w.r.Buffered(); n > 0 {
-		// Plaintext after the 220 would be read as if it came over TLS
-		// (the STARTTLS injection of CVE-2011-0411).
-		return fmt.Errorf("server sent %d bytes in the clear after agreeing to STARTTLS", n)
-	}
-	return nil
+	return expect220Alone(w, rep, err, "agreeing to STARTTLS, in the clear")
 }
 
 // handshake runs the TLS client handshake and checks the negotiated

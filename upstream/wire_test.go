@@ -61,11 +61,7 @@ func TestPipelinedEnvelopeInOneWrite(t *testing.T) {
 	d := &recordingDialer{}
 	s := newSender(t, profileFor(u), Options{Dialer: d})
 	ctx := context.Background()
-	c, err := s.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConn(t, s)
 	res, err := c.Send(ctx, message("b@example.com", "gone@example.com", "c@example.com"))
 	if err != nil || res.Accepted() != 2 || res.Rcpts[1] == nil {
 		t.Fatalf("Send() = %+v, %v; want two accepted, gone@ refused", res, err)

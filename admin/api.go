@@ -136,23 +136,6 @@ type GrantStart struct {
 	AuthURL string `json:"auth_url"`
 }
 
-func (s *Server) apiTokenGrant(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.apiTokenProfile(w, r)
-	if !ok {
-		return
-	}
-	if !st.CanGrant() {
-		writeError(w, http.StatusConflict, fmt.Sprintf("profile %q uses client credentials (interactive = false) and needs no grant; refresh its token instead", st.Profile))
-		return
-	}
-	u, err := s.tokens.StartGrant(st.Profile)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, GrantStart{Profile: st.Profile, AuthURL: u})
-}
-
 func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
 	q := s.relay.Queue()
 	if q == nil {

@@ -236,7 +236,7 @@ func (q *Queue) deliver(c Conn, it *item, reused bool) (again bool) {
 		return false
 	}
 	start := q.now()
-	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to)}
+	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to), BodyType: env.BodyType}
 	res, err := c.Send(q.abort, msg)
 	body.Close()
 	if err != nil && q.abort.Err() != nil {

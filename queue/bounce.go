@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -66,7 +67,7 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 		log.Error("cannot queue a bounce; the message stays queued and is tried again", "error", err)
 		return err
 	}
-	log.Info("bounced", "bounce_id", bounceEnv.ID, "to", env.From, "reply", failed[0].Reply.Text)
+	log.Info("bounced", "bounce_id", bounceEnv.ID, "to", env.From, "reply", failed[0].Reply.Text, oauth.ReplyHintAttr(failed[0].Reply.Text))
 	q.Enqueue(bounceEnv)
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -77,7 +78,7 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 				newlyFailed = append(newlyFailed, *r)
 			}
 		}
-		q.logger.Warn("expired", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "size", env.Size, "attempts", env.Attempts, "error", errText(err))
+		q.logger.Warn("expired", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "size", env.Size, "attempts", env.Attempts, "error", errText(err), oauth.ReplyHintAttr(errText(err)))
 		pending = 0
 	}
 	if len(newlyFailed) > 0 {
@@ -116,7 +117,7 @@ func (q *Queue) finish(env *spool.Envelope, it *item, err error, newlyFailed []s
 		q.logger.Error("cannot update a queued message", "id", env.ID, "error", uerr)
 	}
 	q.logger.Info("deferred", "id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", pending, "size", env.Size, "attempts", env.Attempts,
-		"next_attempt", env.NextAttempt.Format(time.RFC3339), "error", env.LastError)
+		"next_attempt", env.NextAttempt.Format(time.RFC3339), "error", env.LastError, oauth.ReplyHintAttr(env.LastError))
 	q.events(Event{Kind: EventDeferred, ID: env.ID, Profile: env.Profile, Err: env.LastError})
 	q.release(it, env.NextAttempt)
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/queue"
 )
 
@@ -29,7 +30,10 @@ type Event = queue.Event
 type ProfileStats struct {
 	LastDelivery time.Time
 	LastError    string
-	LastErrorAt  time.Time
+	// LastErrorHint is one line on how to fix LastError, for the usual
+	// misconfigurations of OAuth2 upstreams (oauth.ReplyHint).
+	LastErrorHint string
+	LastErrorAt   time.Time
 }
 
 // stats keeps ProfileStats by profile.
@@ -57,6 +61,7 @@ func (st *stats) record(e Event, now time.Time) {
 	}
 	if e.Err != "" {
 		ps.LastError, ps.LastErrorAt = e.Err, now
+		ps.LastErrorHint = oauth.ReplyHint(e.Err)
 	}
 }
 

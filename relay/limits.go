@@ -107,8 +107,9 @@ type deadlineConn struct {
 
 	eof atomic.Bool // the client has closed its side
 
-	gate *lineGate // line limits (linegate.go)
-	tls  tlsWatch  // the STARTTLS handshake, for its log line (tls.go)
+	gate    *lineGate  // line limits (linegate.go)
+	tls     tlsWatch   // the STARTTLS handshake, for its log line (tls.go)
+	replies replyWatch // refusals go-smtp answers itself, for their log line (refusal.go)
 }
 
 // newDeadlineConn wraps a client connection; maxMessage is
@@ -185,6 +186,7 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.gate.replied(p)
 	c.tls.wrote(p)
+	c.replies.wrote(p)
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()

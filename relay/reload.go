@@ -32,7 +32,7 @@ var serverKeys = map[string]reloadClass{
 	"write_timeout":              needsRestart,
 	"tls_cert_file":              needsRestart,
 	"tls_key_file":               needsRestart,
-	"smtps_listen":               needsRestart,    // a listener
+	"smtps_listen":               needsRestart,    // a listener, like listen
 	"max_header_bytes":           appliedOnReload, // session.go, per message
 	"allow_unauthenticated":      appliedOnReload, // Policy, per connection
 	"default_profile":            appliedOnReload, // Policy, per message

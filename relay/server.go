@@ -243,6 +243,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.s.smtp.TLSConfig != nil {
 				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
 			}
+			dc.replies.off = l.implicitTLS // what it would see is encrypted
+			dc.replies.log = func(reply string) { l.s.logLibraryRefusal(addr, reply) }
 			l.s.track(dc)
 			return dc, nil
 		}

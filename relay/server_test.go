@@ -90,6 +90,12 @@ func dial(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newClient(t, conn)
+}
+
+// newClient reads the greeting on conn, which the test's end closes.
+func newClient(t *testing.T, conn net.Conn) *client {
+	t.Helper()
 	t.Cleanup(func() { conn.Close() })
 	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 	c.expect(220)
@@ -362,7 +368,7 @@ func TestRefusals(t *testing.T) {
 
 func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
 	srv := &Server{}
-	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10")}
+	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10"), logger: slog.New(slog.DiscardHandler)}
 	if m := remote.AuthMechanisms(); m != nil {
 		t.Errorf("plain remote session offers %v; want no AUTH", m)
 	}

@@ -29,6 +29,9 @@ type Envelope struct {
 	From       string      // envelope sender (MAIL FROM); "" is the null sender
 	User       string      // the local login that submitted the message, or ""
 	Recipients []Recipient // at least one
+	// BodyType is BODY= as the client declared it at MAIL: "", "7BIT" or
+	// "8BITMIME" (RFC 6152). Envelopes written before it existed load as "".
+	BodyType string
 
 	Arrived     time.Time // when the message started to arrive; Commit fills a zero value
 	NextAttempt time.Time // when to try delivery next; zero: as soon as possible
@@ -131,6 +134,7 @@ type envelopeHead struct {
 	Profile     string          `json:"profile"`
 	From        string          `json:"from"`
 	User        string          `json:"user,omitempty"`
+	BodyType    string          `json:"body,omitempty"`
 	Recipients  []recipientFile `json:"recipients"`
 	Arrived     time.Time       `json:"arrived"`
 	NextAttempt time.Time       `json:"next_attempt,omitzero"`
@@ -154,7 +158,7 @@ type recipientFile struct {
 
 func headOf(e *Envelope) envelopeHead {
 	h := envelopeHead{
-		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User,
+		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User, BodyType: e.BodyType,
 		Recipients: make([]recipientFile, len(e.Recipients)),
 		Arrived:    e.Arrived, NextAttempt: e.NextAttempt,
 		Attempts: e.Attempts, LastError: e.LastError, Bounce: e.Bounce,
@@ -252,7 +256,7 @@ func unmarshalEnvelope(id string, b []byte) (*Envelope, error) {
 		return nil, errors.New("envelope has no arrival time")
 	}
 	e := &Envelope{
-		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User,
+		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User, BodyType: f.BodyType,
 		Recipients: make([]Recipient, len(f.Recipients)),
 		Arrived:    f.Arrived, NextAttempt: f.NextAttempt,
 		Attempts: f.Attempts, LastError: f.LastError, Size: f.Size, Bounce: f.Bounce,

@@ -135,9 +135,9 @@ type Message struct {
 	Body io.Reader
 	Size int64 // for SIZE=, if known
 	UTF8 bool  // the envelope needs SMTPUTF8
-	// BodyType is what the client declared at MAIL (RFC 6152): "",
-	// "7BIT" or "8BITMIME"; BODY= is sent only when it is not "".
-	BodyType string
+	// BodyType is BODY= of MAIL FROM, sent only when the client declared it
+	// and the upstream offers 8BITMIME.
+	BodyType string // as the client declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 }
 
 // Result is the outcome of a Send in which the upstream took part.

@@ -47,7 +47,11 @@ type Server struct {
 	AllowUnauthenticated []string `toml:"allow_unauthenticated"`
 	TLSCertFile          string   `toml:"tls_cert_file"` // with TLSKeyFile: offer STARTTLS
 	TLSKeyFile           string   `toml:"tls_key_file"`
-	DefaultProfile       string   `toml:"default_profile"` // used when neither login nor route matches
+	// SMTPSListen is the address of the implicit-TLS listener (RFC 8314
+	// "submissions", port 465 by convention), with the certificate of
+	// TLSCertFile; "" (the default) turns it off.
+	SMTPSListen    string `toml:"smtps_listen"`
+	DefaultProfile string `toml:"default_profile"` // used when neither login nor route matches
 	// MaxConnections caps simultaneous SMTP connections; beyond it new
 	// clients get 421 4.7.0.
 	MaxConnections int `toml:"max_connections"`

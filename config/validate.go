@@ -167,6 +167,13 @@ func (l *loader) validateServer(c *Config) {
 		}
 		s.Networks = append(s.Networks, p)
 	}
+	if s.SMTPSListen != "" {
+		if _, _, err := net.SplitHostPort(s.SMTPSListen); err != nil {
+			l.addf("server.smtps_listen", "%q is not host:port: %v", s.SMTPSListen, addrErr(err))
+		} else if s.TLSCertFile == "" || s.TLSKeyFile == "" {
+			l.addf("server.smtps_listen", "implicit TLS needs a certificate: set tls_cert_file and tls_key_file")
+		}
+	}
 	switch {
 	case s.TLSCertFile != "" && s.TLSKeyFile == "":
 		l.addf("server.tls_cert_file", "tls_cert_file and tls_key_file go together; set both or neither")

@@ -105,6 +105,8 @@ type deadlineConn struct {
 	onClose  func()
 
 	eof atomic.Bool // the client has closed its side
+
+	tls tlsWatch // the STARTTLS handshake, for its log line (tls.go)
 }
 
 func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
@@ -170,6 +172,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.tls.wrote(p)
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -101,44 +102,68 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// lfReader turns CRLF into LF.
+// lfReader turns CRLF into LF; a bare CR stays. It works for reads of any
+// size: it converts into a buffer of its own and hands that out in pieces,
+// so a caller that offers a 1-byte slice (bufio.Writer.ReadFrom with one
+// byte of room left) gets one byte.
 type lfReader struct {
-	r  io.Reader
-	cr bool // a CR ended the last read and was held back
+	r   io.Reader
+	in  []byte // what was read from r
+	out []byte // converted, not yet returned
+	buf []byte // out's backing array
+	cr  bool   // the input so far ended in a CR that an LF may follow
+	err error  // r's error, returned once out is used up
 }
 
+// lfBufSize is how much lfReader reads from r at once.
+const lfBufSize = 32 << 10
+
 func (l *lfReader) Read(p []byte) (int, error) {
-	if len(p) < 2 {
-		return 0, io.ErrShortBuffer
+	if len(p) == 0 {
+		return 0, nil
 	}
-	n, err := l.r.Read(p[:len(p)-1]) // room for a held-back CR
-	if l.cr {
-		copy(p[1:n+1], p[:n])
-		p[0] = '\r'
-		n++
-		l.cr = false
-	}
-	out := 0
-	for i := 0; i < n; i++ {
-		b := p[i]
-		if b == '\r' {
-			if i+1 == n {
-				l.cr = true // decide with the next read
-				continue
+	for len(l.out) == 0 {
+		if l.err != nil {
+			return 0, l.err
+		}
+		if l.in == nil {
+			l.in = make([]byte, lfBufSize)
+			l.buf = make([]byte, 0, lfBufSize+1) // +1: a CR held back from the last read
+		}
+		n, err := l.r.Read(l.in)
+		l.out = l.convert(l.in[:n], l.buf[:0])
+		if err != nil {
+			if l.cr { // a CR at the very end is a bare one
+				l.out = append(l.out, '\r')
+				l.cr = false
 			}
-			if p[i+1] == '\n' {
-				continue
+			l.err = err
+		}
+	}
+	n := copy(p, l.out)
+	l.out = l.out[n:]
+	return n, nil
+}
+
+// convert appends in to out with each CRLF made LF. A CR at the end of in
+// is held back until the next input shows whether an LF follows it.
+func (l *lfReader) convert(in, out []byte) []byte {
+	for len(in) > 0 {
+		if l.cr {
+			l.cr = false
+			if in[0] != '\n' {
+				out = append(out, '\r') // a bare CR
 			}
 		}
-		p[out] = b
-		out++
+		i := bytes.IndexByte(in, '\r')
+		if i < 0 {
+			return append(out, in...)
+		}
+		out = append(out, in[:i]...)
+		l.cr = true
+		in = in[i+1:]
 	}
-	if err != nil && l.cr {
-		p[out] = '\r'
-		out++
-		l.cr = false
-	}
-	return out, err
+	return out
 }
 
 // maildirDelivery is a Delivery into a Maildir.

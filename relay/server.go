@@ -115,7 +115,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("relay: load tls_cert_file: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = tlsConfig(cert)
 	}
 	s.smtp = srv
 	return s, nil
@@ -156,7 +156,22 @@ func (s *Server) Transport(profile string) Transport { return s.state.Load().tra
 
 // Serve accepts SMTP connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.smtp.Serve(&limitListener{Listener: ln, s: s})
+	return s.serve(&limitListener{Listener: ln, s: s})
+}
+
+// ServeTLS accepts SMTP connections with implicit TLS (RFC 8314 §3.3,
+// "submissions") on ln until Shutdown or Close: the same sessions,
+// routing, AUTH and limits as Serve, and both stop together. The server
+// needs tls_cert_file.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.smtp.TLSConfig == nil {
+		return errors.New("relay: implicit TLS needs server.tls_cert_file and tls_key_file")
+	}
+	return s.serve(newTLSListener(&limitListener{Listener: ln, s: s, implicitTLS: true}, s, s.smtp.TLSConfig, s.smtp.ReadTimeout))
+}
+
+func (s *Server) serve(ln net.Listener) error {
+	err := s.smtp.Serve(ln)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -207,7 +222,8 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // go-smtp greets them.
 type limitListener struct {
 	net.Listener
-	s *Server
+	s           *Server
+	implicitTLS bool // a refused client gets no 421: it expects a TLS handshake
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -220,12 +236,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.s.acquire(addr) {
 			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
 			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now())
+			if l.s.smtp.TLSConfig != nil {
+				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
+			}
 			l.s.track(dc)
 			return dc, nil
 		}
 		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+		if !l.implicitTLS {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+		}
 		c.Close()
 	}
 }

@@ -85,16 +85,29 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		logger.Error("relay does not start: cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitFail
 	}
-	announce(stdout, cfg, ln.Addr().String())
+	var smtps net.Listener // implicit TLS (RFC 8314), when smtps_listen is set
+	if cfg.Server.SMTPSListen != "" {
+		if smtps, err = net.Listen("tcp", cfg.Server.SMTPSListen); err != nil {
+			ln.Close()
+			logger.Error("relay does not start: cannot listen", "smtps_listen", cfg.Server.SMTPSListen, "error", err.Error())
+			return exitFail
+		}
+	}
+	announce(stdout, cfg, ln.Addr().String(), smtps)
 	stopAdmin, err := serveAdmin(cfg, srv, tokens, metrics, logger)
 	if err != nil {
 		logger.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer stopAdmin()
-	logger.Info("relay started", "listen", ln.Addr().String(), "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())
-	sd := newNotifier(logger)
+	started := []any{"listen", ln.Addr().String()}
 	serving := "serving SMTP on " + ln.Addr().String()
+	if smtps != nil {
+		started = append(started, "smtps_listen", smtps.Addr().String())
+		serving += " and SMTPS on " + smtps.Addr().String()
+	}
+	logger.Info("relay started", append(started, "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())...)
+	sd := newNotifier(logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -102,8 +115,21 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	served := make(chan error, 1)
+	// Both listeners stop together: Shutdown and Close end every listener
+	// of the server; the first to fail stops relay.
+	served := make(chan error, 2)
+	listeners := 1
 	go func() { served <- srv.Serve(ln) }()
+	if smtps != nil {
+		listeners++
+		go func() { served <- srv.ServeTLS(smtps) }()
+	}
+	// waitServed waits for the listeners still serving after the first.
+	waitServed := func() {
+		for i := 1; i < listeners; i++ {
+			<-served
+		}
+	}
 	qctx, stopQueue := context.WithCancel(context.Background())
 	defer stopQueue()
 	queueDone := make(chan struct{})
@@ -125,6 +151,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case err := <-served:
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			srv.Shutdown(sctx) // the other listener too
+			cancel()
+			waitServed()
 			stopDelivery(time.Second)
 			if err != nil {
 				logger.Error("smtp listener failed", "error", err)
@@ -144,6 +174,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				logger.Warn("shutdown: connections closed after the grace period", "error", err)
 			}
 			<-served
+			waitServed()
 			stopDelivery(10 * time.Second)
 			logger.Info("relay stopped")
 			return exitOK
@@ -202,6 +233,7 @@ func restartOnly(old, cur *config.Config) []string {
 	check("server.read_timeout", o.ReadTimeout != c.ReadTimeout)
 	check("server.write_timeout", o.WriteTimeout != c.WriteTimeout)
 	check("server.tls_cert_file", o.TLSCertFile != c.TLSCertFile || o.TLSKeyFile != c.TLSKeyFile)
+	check("server.smtps_listen", o.SMTPSListen != c.SMTPSListen)
 	check("admin.listen", old.Admin.Listen != cur.Admin.Listen)
 	check("admin.password_hash", old.Admin.PasswordHash != cur.Admin.PasswordHash)
 	return keys
@@ -256,8 +288,11 @@ func serveAdmin(cfg *config.Config, srv *relay.Server, tokens *oauth.Manager, me
 }
 
 // announce tells a person at the terminal what runs and where mail goes.
-func announce(w io.Writer, cfg *config.Config, addr string) {
+func announce(w io.Writer, cfg *config.Config, addr string, smtps net.Listener) {
 	fmt.Fprintf(w, "relay: listening for SMTP on %s (config: %s)\n", addr, cfg.File)
+	if smtps != nil {
+		fmt.Fprintf(w, "relay: listening for SMTPS (implicit TLS) on %s\n", smtps.Addr())
+	}
 	for _, p := range cfg.Profiles {
 		fmt.Fprintf(w, "relay: profile %s: %s, %s, delivery %s\n", p.Name, p.Upstream(), p.AuthMethod(), p.Delivery)
 	}

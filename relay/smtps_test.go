@@ -1,0 +1,208 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relaymail/relay/internal/testpeer"
+)
+
+// smtpsConfig is a Maildir configuration with a certificate, a user and
+// extra lines for [server].
+func smtpsConfig(t *testing.T, extra string) (cfg, dir string) {
+	_, certFile, keyFile := testpeer.TestPKI(t).Files(t)
+	cfg, dir = maildirConfig(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n%s", certFile, keyFile, extra))
+	return cfg + fmt.Sprintf(`
+[[users]]
+name = "printer"
+password_hash = %q
+profile = "local"
+`, hash(t, "pw")), dir
+}
+
+// serveTLS serves the harness's server with implicit TLS on a new
+// loopback port, and returns the address and ServeTLS's result.
+func (h *harness) serveTLS(t testing.TB) (string, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.srv.ServeTLS(ln) }()
+	return ln.Addr().String(), done
+}
+
+// dialTLS connects with implicit TLS and reads the greeting.
+func dialTLS(t *testing.T, addr string) *client {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: testpeer.TestPKI(t).CAPool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c.expect(220)
+	return c
+}
+
+// TestSMTPSListener: a client that speaks TLS from the first byte (RFC
+// 8314, Ignition's "Use SSL") logs in and sends, with the routing, AUTH
+// and limits of the plain listener.
+func TestSMTPSListener(t *testing.T) {
+	cfg, dir := smtpsConfig(t, "allow_unauthenticated = []\nmax_connections_per_client = 2")
+	h := startHarness(t, cfg, Options{})
+	addr, _ := h.serveTLS(t)
+
+	c := dialTLS(t, addr)
+	if caps := strings.Join(c.ehlo(), "\n"); strings.Contains(caps, "STARTTLS") || !strings.Contains(caps, "AUTH PLAIN LOGIN") {
+		t.Fatalf("EHLO over implicit TLS:\n%s\nwant AUTH and no STARTTLS", caps)
+	}
+	c.must("MAIL FROM:<p@example.com>", 530, "5.7.0") // allow_unauthenticated = []: a login first
+	if code, last := c.authPlain("printer", "pw"); code != 235 {
+		t.Fatalf("AUTH → %q", last)
+	}
+	c.must("MAIL FROM:<p@example.com>", 250, "")
+	c.must("RCPT TO:<b@example.com>", 250, "")
+	if code, last := c.data(msgBody); code != 250 {
+		t.Fatalf("DATA → %q", last)
+	}
+	msgs := maildirMessages(t, dir)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "with ESMTPSA") || !strings.Contains(msgs[0], "Pump 3 stopped.\n") {
+		t.Fatalf("maildir holds %q; want the message, received with ESMTPSA", msgs)
+	}
+
+	// max_connections_per_client counts both listeners: a plain one and
+	// this TLS one make two; a third is refused (closed before TLS).
+	dial(t, h.addr)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: testpeer.TestPKI(t).CAPool, ServerName: "localhost"})
+	if err == nil {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatalf("a third connection from one client was served; want it closed")
+	}
+	if n := strings.Count(h.logs.String(), "connection refused: too many connections"); n != 1 {
+		t.Errorf("%d log lines for the refused connection; want 1", n)
+	}
+}
+
+// TestTLSHandshakeFailuresLogged: a failed handshake, on the implicit-TLS
+// listener or after STARTTLS, is logged once with the client's address and
+// the TLS error.
+func TestTLSHandshakeFailuresLogged(t *testing.T) {
+	cfg, _ := smtpsConfig(t, "")
+	h := startHarness(t, cfg, Options{})
+	smtpsAddr, _ := h.serveTLS(t)
+	tests := []struct {
+		name  string
+		talk  func(t *testing.T)
+		wants []string
+	}{
+		{"plain text to the SMTPS port", func(t *testing.T) {
+			conn, err := net.Dial("tcp", smtpsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.Write([]byte("EHLO plain.example.com\r\n"))
+			readAll(t, conn)
+		}, []string{"listener=smtps", "first record does not look like a TLS handshake"}},
+		{"TLS 1.0 only to the SMTPS port", func(t *testing.T) {
+			conn, err := tls.Dial("tcp", smtpsAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
+			if err == nil {
+				conn.Close()
+				t.Fatal("a TLS 1.0 handshake succeeded")
+			}
+		}, []string{"listener=smtps", "unsupported versions"}},
+		{"TLS 1.0 only after STARTTLS", func(t *testing.T) {
+			c := dial(t, h.addr)
+			c.ehlo()
+			c.must("STARTTLS", 220, "")
+			if err := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}).Handshake(); err == nil {
+				t.Fatal("a TLS 1.0 handshake succeeded")
+			}
+			c.r.Reset(c.conn)
+			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c.r.ReadString('\n') // go-smtp's 550, in the clear
+		}, []string{"listener=starttls", "the client offers only TLS 1.0; relay accepts TLS 1.2 and 1.3"}},
+		{"plain text after STARTTLS", func(t *testing.T) {
+			c := dial(t, h.addr)
+			c.ehlo()
+			c.must("STARTTLS", 220, "")
+			c.send("MAIL FROM:<a@example.com>")
+			if code, lines := c.reply(); code != 550 {
+				t.Errorf("plain text after STARTTLS → %q; want go-smtp's 550", lines)
+			}
+		}, []string{"listener=starttls", "no TLS ClientHello after STARTTLS"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.logs.String())
+			tt.talk(t)
+			var lines []string
+			for i := 0; i < 100; i++ {
+				lines = grepLines(h.logs.String()[before:], "TLS handshake failed")
+				if len(lines) > 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond) // a second line would come now
+			lines = grepLines(h.logs.String()[before:], "TLS handshake failed")
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines for the failed handshake; want 1:\n%s", len(lines), h.logs.String()[before:])
+			}
+			for _, want := range append(tt.wants, "client=127.0.0.1") {
+				if !strings.Contains(lines[0], want) {
+					t.Errorf("log line %q lacks %q", lines[0], want)
+				}
+			}
+		})
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) []string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestSMTPSStopsWithTheServer: Shutdown ends idle connections on the
+// implicit-TLS listener too (421), and ServeTLS returns.
+func TestSMTPSStopsWithTheServer(t *testing.T) {
+	cfg, _ := smtpsConfig(t, "")
+	h := startHarness(t, cfg, Options{})
+	addr, done := h.serveTLS(t)
+	c := dialTLS(t, addr)
+	c.ehlo()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if code, lines := c.reply(); code != 421 {
+		t.Errorf("idle TLS client got %q; want 421", lines)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeTLS = %v; want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeTLS did not return after Shutdown")
+	}
+}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/relaymail/relay/relay"
+	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -136,23 +136,6 @@ type GrantStart struct {
 	AuthURL string `json:"auth_url"`
 }
 
-func (s *Server) apiTokenGrant(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.apiTokenProfile(w, r)
-	if !ok {
-		return
-	}
-	if !st.CanGrant() {
-		writeError(w, http.StatusConflict, fmt.Sprintf("profile %q uses client credentials (interactive = false) and needs no grant; refresh its token instead", st.Profile))
-		return
-	}
-	u, err := s.tokens.StartGrant(st.Profile)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, GrantStart{Profile: st.Profile, AuthURL: u})
-}
-
 func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
 	q := s.relay.Queue()
 	if q == nil {
@@ -204,7 +187,7 @@ func queueErrStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, spool.ErrBadID), errors.Is(err, errNoID):
 		return http.StatusBadRequest
-	case errors.Is(err, relay.ErrInDelivery):
+	case errors.Is(err, queue.ErrInDelivery):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

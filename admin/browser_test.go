@@ -60,53 +60,9 @@ func TestBrowser(t *testing.T) {
 		}
 		return nil
 	}}})
-	shots := artifactsDir(t)
-
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 860),
-	)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name), png, 0o644)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		// The badges are upper case by CSS only.
-		return strings.ToLower(strings.TrimSpace(s))
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
-			t.Fatalf("%s: %v (at %s)\n%s", what, err, loc, html)
-		}
-	}
+	b := newBrowser(t, chromium)
+	ctx, shot, text, do := b.ctx, b.shot, b.text, b.do
+	shots := b.shots
 
 	// The profiles.
 	do("open the profiles", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#profile-o365")), shot("01-profiles.png"))
@@ -204,4 +160,65 @@ func TestBrowser(t *testing.T) {
 	})
 	do("open the profiles again", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#profile-o365")), shot("12-profiles-after.png"))
 	t.Logf("screenshots in %s", shots)
+}
+
+// browserSession is one headless chromium for a test, with helpers that
+// save screenshots, read an element's text and fail the test with the
+// page's HTML.
+type browserSession struct {
+	ctx   context.Context
+	shots string
+	shot  func(name string) chromedp.Action[chromedp.Void]
+	text  func(sel string) string
+	do    func(what string, steps ...chromedp.Action[chromedp.Void])
+}
+
+func newBrowser(t *testing.T, chromium string) *browserSession {
+	shots := artifactsDir(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 860),
+	)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelCtx)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(cancel)
+
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name), png, 0o644)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		// The badges are upper case by CSS only.
+		return strings.ToLower(strings.TrimSpace(s))
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+			t.Fatalf("%s: %v (at %s)\n%s", what, err, loc, html)
+		}
+	}
+	return &browserSession{ctx: ctx, shots: shots, shot: shot, text: text, do: do}
 }

@@ -63,13 +63,21 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("admin API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
-// call sends a request to path (with a JSON body for POST) and decodes the
-// answer into out. A 4xx or 5xx answer whose body still decodes into out
-// (a refresh that failed carries the token state) returns both.
-func (c *Client) call(ctx context.Context, method, path string, out any) error {
+// call sends a request to path (for POST with in as its JSON body, {}
+// when nil) and decodes the answer into out. A 4xx or 5xx answer whose
+// body still decodes into out (a refresh that failed carries the token
+// state) returns both.
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if method == http.MethodPost {
-		body = bytes.NewReader([]byte("{}"))
+		data := []byte("{}")
+		if in != nil {
+			var err error
+			if data, err = json.Marshal(in); err != nil {
+				return err
+			}
+		}
+		body = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
@@ -119,39 +127,39 @@ func (c *Client) call(ctx context.Context, method, path string, out any) error {
 // Queue lists the queued messages.
 func (c *Client) Queue(ctx context.Context) ([]*spool.Envelope, error) {
 	var envs []*spool.Envelope
-	return envs, c.call(ctx, http.MethodGet, "/api/queue", &envs)
+	return envs, c.call(ctx, http.MethodGet, "/api/queue", nil, &envs)
 }
 
 // Retry makes a queued message ("all": every one) due now and returns how
 // many were.
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	var r RetryResult
-	err := c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/retry", &r)
+	err := c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/retry", nil, &r)
 	return r.Retried, err
 }
 
 // Delete removes a queued message.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/delete", nil)
+	return c.call(ctx, http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/delete", nil, nil)
 }
 
 // Tokens returns the token state of every OAuth2 profile.
 func (c *Client) Tokens(ctx context.Context) ([]TokenStatus, error) {
 	var sts []TokenStatus
-	return sts, c.call(ctx, http.MethodGet, "/api/tokens", &sts)
+	return sts, c.call(ctx, http.MethodGet, "/api/tokens", nil, &sts)
 }
 
 // Token returns the token state of one profile.
 func (c *Client) Token(ctx context.Context, profile string) (TokenStatus, error) {
 	var st TokenStatus
-	return st, c.call(ctx, http.MethodGet, "/api/tokens/"+url.PathEscape(profile), &st)
+	return st, c.call(ctx, http.MethodGet, "/api/tokens/"+url.PathEscape(profile), nil, &st)
 }
 
 // Refresh obtains a new access token for profile now; the answer holds the
 // token state even when it failed.
 func (c *Client) Refresh(ctx context.Context, profile string) (TokenRefreshResult, error) {
 	var r TokenRefreshResult
-	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/refresh", &r)
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/refresh", nil, &r)
 	return r, err
 }
 
@@ -159,8 +167,23 @@ func (c *Client) Refresh(ctx context.Context, profile string) (TokenRefreshResul
 // URL to open in a browser; the redirect comes back to the server.
 func (c *Client) StartGrant(ctx context.Context, profile string) (string, error) {
 	var g GrantStart
-	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", &g)
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", nil, &g)
 	return g.AuthURL, err
+}
+
+// StartDevice begins a device code sign-in of profile on the server.
+func (c *Client) StartDevice(ctx context.Context, profile string) (DeviceStart, error) {
+	var d DeviceStart
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", grantRequest{Method: "device"}, &d)
+	return d, err
+}
+
+// CompleteGrant finishes profile's authorization code grant on the server
+// with the address a browser ended on.
+func (c *Client) CompleteGrant(ctx context.Context, profile, redirectURL string) (GrantComplete, error) {
+	var r GrantComplete
+	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant/complete", map[string]string{"redirect_url": redirectURL}, &r)
+	return r, err
 }
 
 // Running reports whether a relay answers on the admin listener: false

@@ -201,21 +201,15 @@ path = %q
 	}
 }
 
-// testTransports makes real upstream senders; OAuth2 profiles get their
-// tokens from m.
+// testTransports makes relay's own transports; OAuth2 profiles get their
+// tokens from m, or, in a test without a manager, fail when used.
 func testTransports(m *oauth.Manager) relay.TransportFactory {
+	transports := relay.Transports(upstream.Options{}, m)
 	return func(p *config.Profile) (relay.Transport, error) {
-		if p.Kind == config.KindMaildir {
-			return relay.NewMaildir(p.Path)
+		if p.IsOAuth2() && m == nil {
+			return failingTransport{fmt.Errorf("profile %q: no token manager in this test", p.Name)}, nil
 		}
-		if p.IsOAuth2() {
-			return oauthTransport(m, p)
-		}
-		s, err := upstream.New(p, upstream.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return relay.SenderTransport(s), nil
+		return transports(p)
 	}
 }
 

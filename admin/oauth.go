@@ -16,6 +16,10 @@ func (t managerTokens) Statuses() []TokenStatus {
 	sts := t.m.Statuses()
 	out := make([]TokenStatus, 0, len(sts))
 	for _, st := range sts {
+		var grant *GrantState
+		if d := st.Device; d != nil {
+			grant = &GrantState{Method: "device", State: d.State, UserCode: d.UserCode, VerificationURI: d.VerificationURI, Error: d.Error, Hint: d.Hint}
+		}
 		out = append(out, TokenStatus{
 			Profile:         st.Profile,
 			Interactive:     st.Interactive,
@@ -23,6 +27,9 @@ func (t managerTokens) Statuses() []TokenStatus {
 			Expiry:          st.Expiry,
 			HasRefreshToken: st.HasRefreshToken,
 			LastError:       st.LastError,
+			Hint:            st.Hint,
+			DeviceSignIn:    st.DeviceSignIn,
+			Grant:           grant,
 			LastErrorAt:     st.LastErrorAt,
 			LastRefresh:     st.LastRefresh,
 			Requests:        st.Requests,
@@ -48,4 +55,17 @@ func (t managerTokens) CompleteGrant(ctx context.Context, state, code string) (s
 
 func (t managerTokens) DenyGrant(state, code, description string) string {
 	return t.m.DenyGrant(state, code, description)
+}
+
+func (t managerTokens) StartDevice(ctx context.Context, profile string) (DeviceStart, error) {
+	g, err := t.m.StartDevice(ctx, profile)
+	if err != nil {
+		return DeviceStart{}, err
+	}
+	return DeviceStart{Profile: g.Profile, Method: "device", UserCode: g.UserCode, VerificationURI: g.VerificationURI,
+		ExpiresIn: g.ExpiresIn, Interval: g.Interval, Message: g.Message}, nil
+}
+
+func (t managerTokens) CompleteRedirect(ctx context.Context, profile, redirectURL string) error {
+	return t.m.CompleteRedirect(ctx, profile, redirectURL)
 }

@@ -177,9 +177,9 @@ func (s *Server) tokenProfile(w http.ResponseWriter, r *http.Request) (*config.P
 func (s *Server) renderToken(w http.ResponseWriter, r *http.Request, status int, p *config.Profile, st TokenStatus, flashMsg, errMsg string) {
 	d := tokenPage{pageBase: s.base(w, r, "Manage Token · "+p.Name, "profiles"), Profile: p, Client: p.OAuth2Client, Token: st}
 	d.Flash, d.Error = flashMsg, errMsg
-	if flashMsg != "" && st.State != StateValid {
-		// Right after a grant or refresh: look again in a few seconds, as
-		// the seed's page does.
+	if flashMsg != "" && st.State != StateValid || st.Grant != nil && st.Grant.State == GrantPending {
+		// Right after a grant or refresh, and while a device sign-in is
+		// pending: look again in a few seconds, as the seed's page does.
 		d.Refresh = "/profiles/" + url.PathEscape(p.Name) + "/token"
 	}
 	s.render(w, status, "token", d)

@@ -167,3 +167,11 @@ func (f *fakeTokens) CompleteGrant(_ context.Context, state, code string) (strin
 }
 
 func (f *fakeTokens) DenyGrant(state, code, description string) string { return state }
+
+func (f *fakeTokens) StartDevice(context.Context, string) (DeviceStart, error) {
+	return DeviceStart{}, errors.New("the fake token manager has no device sign-in")
+}
+
+func (f *fakeTokens) CompleteRedirect(_ context.Context, profile, _ string) error {
+	return f.Refresh(context.Background(), profile)
+}

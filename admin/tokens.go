@@ -33,6 +33,44 @@ type Tokens interface {
 	// redirected with an error, records the error for the profile and
 	// returns the profile, or "" for an unknown state.
 	DenyGrant(state, code, description string) (profile string)
+	// StartDevice begins a device code sign-in (RFC 8628) of an
+	// interactive profile; the token manager polls until it ends, and
+	// TokenStatus.Grant shows how it goes.
+	StartDevice(ctx context.Context, profile string) (DeviceStart, error)
+	// CompleteRedirect finishes profile's authorization code grant with
+	// the address a browser elsewhere ended on (state and PKCE checked).
+	CompleteRedirect(ctx context.Context, profile, redirectURL string) error
+}
+
+// DeviceStart is the answer of POST /api/tokens/NAME/grant with
+// {"method": "device"}: what the person must do.
+type DeviceStart struct {
+	Profile         string `json:"profile"`
+	Method          string `json:"method"` // "device"
+	UserCode        string `json:"user_code"`
+	VerificationURI string `json:"verification_uri"`
+	ExpiresIn       int    `json:"expires_in"`
+	Interval        int    `json:"interval"`
+	Message         string `json:"message"`
+}
+
+// Grant states, as GrantState.State reports them.
+const (
+	GrantPending  = "pending"
+	GrantGranted  = "granted"
+	GrantDeclined = "declined"
+	GrantExpired  = "expired"
+	GrantFailed   = "failed"
+)
+
+// GrantState is the last device code sign-in of a profile.
+type GrantState struct {
+	Method          string `json:"method"` // "device"
+	State           string `json:"state"`  // GrantPending, GrantGranted, ...
+	UserCode        string `json:"user_code,omitempty"`
+	VerificationURI string `json:"verification_uri,omitempty"`
+	Error           string `json:"error,omitempty"`
+	Hint            string `json:"hint,omitempty"`
 }
 
 // TokenStatus is the state of one OAuth2 profile's tokens. It holds no
@@ -47,13 +85,20 @@ type TokenStatus struct {
 	HasRefreshToken bool      `json:"has_refresh_token"`
 	// LastError is the last failure, with the authorization server's own
 	// error text; "" after a success.
-	LastError   string    `json:"last_error,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// Hint is one line on how to fix LastError, for the usual
+	// misconfigurations.
+	Hint        string    `json:"hint,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	// Requests to the token endpoint, and those that failed, since the
 	// server started.
 	Requests int64 `json:"requests"`
 	Failures int64 `json:"failures"`
+	// DeviceSignIn tells whether the profile can sign in with a device
+	// code; Grant is its last device code sign-in.
+	DeviceSignIn bool        `json:"device_sign_in,omitempty"`
+	Grant        *GrantState `json:"grant,omitempty"`
 }
 
 // CanGrant tells whether the Manage Token page offers Grant New Token:

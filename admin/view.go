@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
 	"github.com/relaymail/relay/upstream"
 )
@@ -29,7 +30,10 @@ type ProfileInfo struct {
 	QueueDepth   int          `json:"queue_depth"`
 	LastDelivery time.Time    `json:"last_delivery,omitzero"`
 	LastError    string       `json:"last_error,omitempty"`
-	LastErrorAt  time.Time    `json:"last_error_at,omitzero"`
+	// LastErrorHint is one line on how to fix LastError, when it is a
+	// usual misconfiguration (Exchange's 535 5.7.3, ...).
+	LastErrorHint string    `json:"last_error_hint,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 // OAuth2 tells whether the profile authenticates with XOAUTH2.
@@ -66,6 +70,7 @@ func (s *Server) profiles() []ProfileInfo {
 		}
 		st := s.relay.Stats(p.Name)
 		info.LastDelivery, info.LastError, info.LastErrorAt = st.LastDelivery, st.LastError, st.LastErrorAt
+		info.LastErrorHint = st.LastErrorHint
 		out = append(out, info)
 	}
 	return out
@@ -115,8 +120,10 @@ type TestResult struct {
 	// Reply is the upstream's answer to the end of DATA on success.
 	Reply string `json:"reply,omitempty"`
 	// Error is why the email was not sent: the upstream's reply, the
-	// token error, or a bad address.
+	// token error, or a bad address; Hint is one line on how to fix it,
+	// for the usual misconfigurations.
 	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
 
 	status int
 }
@@ -163,7 +170,11 @@ func (s *Server) sendTest(ctx context.Context, p *config.Profile, req TestReques
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (after %v)", err, s.sendTO)
 		}
-		log.Warn("test email not sent", "error", err.Error())
+		attrs := []any{"error", err.Error()}
+		if res.Hint = oauth.ReplyHint(err.Error()); res.Hint != "" {
+			attrs = append(attrs, "hint", res.Hint)
+		}
+		log.Warn("test email not sent", attrs...)
 		res.Error, res.status = "not sent: "+err.Error(), http.StatusBadGateway
 		return res
 	}

@@ -170,13 +170,18 @@ func (p *Profile) IsOAuth2() bool { return p.OAuth2Client != "" }
 
 // AuthMethod describes how the profile authenticates upstream, for status
 // lines and pages: "none", "password", "xoauth2 (client credentials)",
-// "xoauth2 (authorization code)" or "maildir".
+// "xoauth2 (client credentials, certificate)", "xoauth2 (service
+// account)", "xoauth2 (authorization code)" or "maildir".
 func (p *Profile) AuthMethod() string {
 	switch {
 	case p.Kind == KindMaildir:
 		return "maildir"
 	case p.IsOAuth2() && p.Interactive:
 		return "xoauth2 (authorization code)"
+	case p.IsOAuth2() && p.Client != nil && p.Client.ServiceAccount != nil:
+		return "xoauth2 (service account)"
+	case p.IsOAuth2() && p.Client != nil && p.Client.Certificate != nil:
+		return "xoauth2 (client credentials, certificate)"
 	case p.IsOAuth2():
 		return "xoauth2 (client credentials)"
 	case p.Username != "":
@@ -210,10 +215,34 @@ type OAuth2Client struct {
 	AuthURL          string `toml:"auth_url"`
 	TokenURL         string `toml:"token_url"`
 	RedirectURL      string `toml:"redirect_url"` // default: http://<admin.listen>/oauth2/callback
+	// DeviceAuthURL is the device authorization endpoint (RFC 8628 §3.1)
+	// for `relay token grant -device`; provider "microsoft" derives it
+	// from tenant.
+	DeviceAuthURL string `toml:"device_auth_url"`
+	// ClientCertificateFile and ClientKeyFile are a PEM certificate
+	// registered on the app and its RSA private key: token requests then
+	// carry a signed client assertion (RFC 7523 §2.2) instead of a secret.
+	ClientCertificateFile string `toml:"client_certificate_file"`
+	ClientKeyFile         string `toml:"client_key_file"`
+	// ServiceAccountFile is a Google service account's JSON key: profiles
+	// get tokens with the JWT bearer grant (RFC 7523 §2.1), impersonating
+	// their username (domain-wide delegation). provider "google" only.
+	ServiceAccountFile string `toml:"service_account_file"`
+
+	// Credentials resolved from the files above by Load.
+	Certificate    *ClientCertificate `toml:"-"`
+	ServiceAccount *ServiceAccount    `toml:"-"`
 
 	Line int `toml:"-"`
 
 	inlineSecret bool
+}
+
+// Public reports whether the client has no credential of its own (no
+// secret, certificate or service account): a public client, which never
+// sends client_secret (RFC 6749 §2.1).
+func (oc *OAuth2Client) Public() bool {
+	return oc.ClientSecret == "" && oc.Certificate == nil && oc.ServiceAccount == nil
 }
 
 // Duration is a Go duration string in TOML ("10s", "2m").

@@ -212,6 +212,30 @@ func TestLoadGood(t *testing.T) {
 			},
 		},
 		{
+			file: "headless.toml",
+			check: func(c check, cfg *config.Config) {
+				cert := cfg.OAuth2ClientNamed("entra-cert")
+				if cert == nil || cert.Certificate == nil || cert.Certificate.Key == nil || len(cert.Certificate.Chain) != 1 {
+					c.t.Fatalf("Load(%q): entra-cert has no certificate and key: %+v", c.file, cert)
+				}
+				c.eq("entra-cert Public()", cert.Public(), false)
+				c.eq("entra-cert DeviceAuthURL", cert.DeviceAuthURL, "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/devicecode")
+				sa := cfg.OAuth2ClientNamed("workspace")
+				if sa == nil || sa.ServiceAccount == nil {
+					c.t.Fatalf("Load(%q): workspace has no service account", c.file)
+				}
+				c.eq("workspace ServiceAccount.ClientEmail", sa.ServiceAccount.ClientEmail, "relay@relay-test.iam.gserviceaccount.com")
+				c.eq("workspace ClientID", sa.ClientID, "104000000000000000001")
+				c.eq("workspace DeviceAuthURL", sa.DeviceAuthURL, "")
+				pub := cfg.OAuth2ClientNamed("entra-public")
+				c.eq("entra-public Public()", pub.Public(), true)
+				c.eq("mailbox Interactive", c.profile(cfg, "mailbox").Interactive, true)
+				c.eq("gmail Client", c.profile(cfg, "gmail").Client, sa)
+				c.eq("gmail AuthMethod()", c.profile(cfg, "gmail").AuthMethod(), "xoauth2 (service account)")
+				c.eq("office365 AuthMethod()", c.profile(cfg, "office365").AuthMethod(), "xoauth2 (client credentials, certificate)")
+			},
+		},
+		{
 			file: "maildir.toml",
 			check: func(c check, cfg *config.Config) {
 				c.eq("Server.Listen", cfg.Server.Listen, "127.0.0.1:2526")

@@ -258,7 +258,7 @@ func (l *loader) validateClients(c *Config) map[string]*OAuth2Client {
 		default:
 			byName[oc.Name] = oc
 		}
-		if oc.ClientID == "" {
+		if oc.ClientID == "" && oc.ServiceAccountFile == "" {
 			l.addf(key("client_id"), "the client ID from the app registration is required")
 		}
 		switch oc.Provider {
@@ -304,6 +304,8 @@ func (l *loader) validateClients(c *Config) map[string]*OAuth2Client {
 		}
 		secret, inline := l.secret(key("client_secret"), oc.ClientSecret, oc.ClientSecretFile, oc.ClientSecretEnv)
 		oc.ClientSecret, oc.inlineSecret = secret, inline
+		l.deviceAuthURL(oc, key)
+		l.validateCredentials(oc, key)
 	}
 	return byName
 }
@@ -492,6 +494,7 @@ func (l *loader) validateOAuth2Profile(p *Profile, key func(string) string, clie
 	if !p.UseSSL && !p.UseSTARTTLS {
 		l.warnings = append(l.warnings, fmt.Sprintf("%s:%d: profile %q sends its access tokens without TLS; set use_starttls or use_ssl", l.file, p.Line, p.Name))
 	}
+	l.validateOAuth2ProfileCredentials(p, key)
 	if p.Interactive {
 		if len(p.ClientCredentialsTokenParams) > 0 {
 			l.addf(key("client_credentials_token_params"), "only non-interactive profiles use the client credentials grant")

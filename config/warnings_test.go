@@ -104,3 +104,58 @@ hostname = "mail.example.com"
 		})
 	}
 }
+
+// TestCredentialFileWarnings: a private key or service account key file
+// that every user may read gets a warning naming it.
+func TestCredentialFileWarnings(t *testing.T) {
+	for _, mode := range []os.FileMode{0o644, 0o600} {
+		dir := t.TempDir()
+		for _, name := range []string{"entra.crt", "entra.key", "sa.json"} {
+			data, err := os.ReadFile(filepath.Join("../testdata/config/secrets", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, "relay.toml")
+		doc := strings.ReplaceAll(`[[oauth2_clients]]
+name = "entra-cert"
+provider = "microsoft"
+tenant = "contoso.onmicrosoft.com"
+client_id = "relay"
+client_certificate_file = "DIR/entra.crt"
+client_key_file = "DIR/entra.key"
+
+[[oauth2_clients]]
+name = "workspace"
+provider = "google"
+service_account_file = "DIR/sa.json"
+
+[[profiles]]
+name = "office365"
+hostname = "smtp.office365.com"
+use_starttls = true
+username = "alarms@example.com"
+oauth2_client = "entra-cert"
+`, "DIR", dir)
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("Load = %v", err)
+		}
+		w := strings.Join(cfg.Warnings, "\n")
+		if mode == 0o600 && w != "" {
+			t.Errorf("mode 0600: warnings %q; want none", w)
+		}
+		if mode == 0o644 && (len(cfg.Warnings) != 2 || !strings.Contains(w, "entra.key may be read by every user") || !strings.Contains(w, "sa.json may be read by every user")) {
+			t.Errorf("mode 0644: warnings %q; want one for the key and one for the service account file", w)
+		}
+	}
+}

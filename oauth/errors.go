@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -64,6 +65,9 @@ func (e *TokenError) Reason() string {
 
 func (e *TokenError) Unwrap() error { return e.Err }
 
+// Hint is the one-line advice for the server's error, or "".
+func (e *TokenError) Hint() string { return TokenHint(e.Code, e.Description) }
+
 // needsActionCodes are the RFC 6749 §5.2 error codes that retrying cannot
 // fix: the client, the grant or the configuration must change.
 var needsActionCodes = map[string]bool{
@@ -85,8 +89,19 @@ func classify(profile string, err error) *TokenError {
 	var re *oauth2.RetrieveError
 	switch {
 	case errors.As(err, &re):
-		te.Code = clean(re.ErrorCode, 100)
-		te.Description = clean(re.ErrorDescription, 500)
+		code, desc := re.ErrorCode, re.ErrorDescription
+		if code == "" && len(re.Body) > 0 {
+			// x/oauth2/jwt leaves the RFC 6749 §5.2 body to the caller.
+			var body struct {
+				Code string `json:"error"`
+				Desc string `json:"error_description"`
+			}
+			if json.Unmarshal(re.Body, &body) == nil {
+				code, desc = body.Code, body.Desc
+			}
+		}
+		te.Code = clean(code, 100)
+		te.Description = clean(desc, 500)
 		status := 0
 		if re.Response != nil {
 			status = re.Response.StatusCode
@@ -158,6 +173,9 @@ func (e *TokenError) logAttrs() []any {
 	}
 	if e.HTTPStatus != 0 {
 		a = append(a, "http_status", e.HTTPStatus)
+	}
+	if h := e.Hint(); h != "" {
+		a = append(a, "hint", h)
 	}
 	a = append(a, "temporary", e.Temporary, "needs_action", e.NeedsAction)
 	if e.Code == "" && e.Err != nil {

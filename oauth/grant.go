@@ -138,14 +138,11 @@ func (m *Manager) CompleteGrant(ctx context.Context, state, code string) (string
 func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	select {
-	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
-	case <-ctx.Done():
-		return &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
-	case <-s.m.ctx.Done():
-		return &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+	release, te := s.acquire(ctx)
+	if te != nil {
+		return te
 	}
+	defer release()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -159,10 +156,12 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	s.requests++
 	s.mu.Unlock()
 
-	opts := make([]oauth2.AuthCodeOption, 0, len(set.codeParams)+1)
-	for k, v := range set.codeParams {
-		opts = append(opts, oauth2.SetAuthURLParam(k, v[0]))
+	cred, err := set.credentialParams()
+	if err != nil {
+		return &TokenError{Profile: s.name, Description: "cannot sign the client assertion", Err: err}
 	}
+	opts := authOptions(set.codeParams)
+	opts = append(opts, authOptions(cred)...)
 	opts = append(opts, oauth2.VerifierOption(g.verifier))
 	// Stop with the Manager as well as with the caller.
 	stop := context.AfterFunc(s.m.ctx, cancel)
@@ -170,7 +169,7 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	ot, err := conf.Exchange(s.m.withHTTP(ctx), code, opts...)
 	if err != nil {
 		te := classify(s.name, err)
-		s.grantFailed(te)
+		s.grantFailed(te, "authorization_code")
 		return te
 	}
 	if ot.RefreshToken == "" {
@@ -183,15 +182,28 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 	return nil
 }
 
-// grantFailed records a failed code exchange. It marks nothing as needing
-// action: a refresh token the profile already has still works.
-func (s *TokenSource) grantFailed(te *TokenError) {
+// acquire waits for the source's one request slot (sem), for at most
+// ctx, and returns its release.
+func (s *TokenSource) acquire(ctx context.Context) (func(), *TokenError) {
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem }, nil
+	case <-ctx.Done():
+		return nil, &TokenError{Profile: s.name, Temporary: true, Err: ctx.Err()}
+	case <-s.m.ctx.Done():
+		return nil, &TokenError{Profile: s.name, Temporary: true, Err: ErrClosed}
+	}
+}
+
+// grantFailed records a failed grant of grant type grant. It marks nothing
+// as needing action: a refresh token the profile already has still works.
+func (s *TokenSource) grantFailed(te *TokenError, grant string) {
 	s.mu.Lock()
 	s.failures++
 	s.lastErr, s.lastErrText, s.lastErrAt = te, te.Reason(), s.m.now()
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", "authorization_code"}, te.logAttrs()...)...)
+	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
 	s.persist()
 }
 
@@ -208,7 +220,7 @@ func (m *Manager) DenyGrant(state, code, description string) string {
 	if s == nil {
 		return g.profile
 	}
-	s.grantFailed(&TokenError{Profile: g.profile, NeedsAction: true, Code: clean(code, 100), Description: clean(description, 500)})
+	s.grantFailed(&TokenError{Profile: g.profile, NeedsAction: true, Code: clean(code, 100), Description: clean(description, 500)}, "authorization_code")
 	return g.profile
 }
 

@@ -21,8 +21,16 @@ type settings struct {
 
 	clientID, clientSecret string
 	authURL, tokenURL      string
+	deviceAuthURL          string
 	redirectURL            string
 	scopes                 []string
+	provider               string // "", "google" or "microsoft"
+
+	// At most one credential besides clientSecret; none and no secret:
+	// a public client.
+	cert     *config.ClientCertificate
+	sa       *config.ServiceAccount
+	username string // the mailbox a service account impersonates
 
 	timeout           time.Duration // access_token_timeout
 	defaultExpiration time.Duration // default_access_token_expiration
@@ -61,6 +69,10 @@ func newSettings(cfg *config.Config, p *config.Profile) (settings, []string) {
 		clientSecret:      oc.ClientSecret,
 		authURL:           oc.AuthURL,
 		tokenURL:          oc.TokenURL,
+		deviceAuthURL:     oc.DeviceAuthURL,
+		provider:          oc.Provider,
+		cert:              oc.Certificate,
+		sa:                oc.ServiceAccount,
 		scopes:            strings.Fields(p.Scope),
 		timeout:           p.AccessTokenTimeout.D(),
 		defaultExpiration: p.DefaultAccessTokenExpiration.D(),
@@ -91,15 +103,32 @@ func newSettings(cfg *config.Config, p *config.Profile) (settings, []string) {
 	} else {
 		s.ccParams = table("client_credentials_token_params", p.ClientCredentialsTokenParams, reservedCC)
 	}
+	if s.sa != nil {
+		s.username = p.Username
+		if len(s.scopes) == 0 {
+			s.scopes = []string{"https://mail.google.com/"} // Gmail's only SMTP scope
+		}
+	}
 	sort.Strings(skipped)
-	sum := sha256.Sum256(fmt.Appendf(nil, "%t\x00%s\x00%s\x00%s", s.interactive, s.clientID, s.tokenURL, strings.Join(s.scopes, " ")))
+	fp := fmt.Appendf(nil, "%t\x00%s\x00%s\x00%s", s.interactive, s.clientID, s.tokenURL, strings.Join(s.scopes, " "))
+	if s.sa != nil {
+		// A token of one impersonated mailbox is not another's.
+		fp = fmt.Appendf(fp, "\x00%s\x00%s", s.sa.ClientEmail, s.username)
+	}
+	sum := sha256.Sum256(fp)
 	s.fingerprint = hex.EncodeToString(sum[:12])
 	return s, skipped
 }
 
+// public reports whether the client has no credential: it never sends
+// client_secret (Entra answers AADSTS700025 otherwise).
+func (s *settings) public() bool { return s.clientSecret == "" && s.cert == nil && s.sa == nil }
+
 // grantType names the grant a profile uses to get access tokens.
 func (s *settings) grantType(hasRefresh bool) string {
 	switch {
+	case s.sa != nil:
+		return "jwt_bearer" // RFC 7523 §2.1
 	case !s.interactive:
 		return "client_credentials"
 	case hasRefresh:

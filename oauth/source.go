@@ -2,47 +2,17 @@ package oauth
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"reflect"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/oauth2/jwt"
 )
-
-// Token states, as Status.State reports them.
-const (
-	StateValid   = "valid"   // an access token that has not expired
-	StateExpired = "expired" // the access token expired; it is renewed without help
-	StateAbsent  = "absent"  // no access token yet; one is fetched without help
-	StateInvalid = "invalid" // needs action: a grant, or a configuration fix
-)
-
-// Status is the state of one OAuth2 profile's tokens, for `relay token
-// status`, the manage-token page and metrics. It holds no secret.
-type Status struct {
-	Profile     string
-	Interactive bool
-	State       string    // StateValid, StateExpired, StateAbsent or StateInvalid
-	Expiry      time.Time // of the access token; zero: never expires, or no token
-	// HasRefreshToken tells whether an interactive profile can renew its
-	// access token without a new grant.
-	HasRefreshToken bool
-	// LastError is the last failure: the authorization server's own error
-	// and description ("invalid_grant: Token has been expired or
-	// revoked."), or the network trouble. Cleared by a success.
-	LastError   string
-	LastErrorAt time.Time
-	LastRefresh time.Time // when the last access token arrived
-	// Token requests made to the authorization server, and those that
-	// failed, since the Manager started.
-	Requests, Failures int64
-}
 
 // retryInvalidAfter is how long a source in the "invalid" state refuses
 // to ask the token endpoint again on its own; Refresh, a grant or a
@@ -74,8 +44,9 @@ type TokenSource struct {
 
 	mu       sync.Mutex
 	set      settings
-	ccConf   *clientcredentials.Config // client credentials and refresh requests
+	ccConf   *clientcredentials.Config // client credentials, refresh and device code requests
 	codeConf *oauth2.Config            // authorization URL and code exchange
+	saConf   *jwt.Config               // a service account's JWT bearer grant, or nil
 	gen      uint64                    // changes when settings change: results from before are dropped
 	tok      tokens
 	flight   *flight
@@ -92,6 +63,9 @@ type TokenSource struct {
 	failures    int64
 	timer       *time.Timer
 	closed      bool
+
+	device       *DeviceGrant       // the last device sign-in, or nil
+	deviceCancel context.CancelFunc // ends its polling
 }
 
 type tokens struct {
@@ -120,18 +94,33 @@ func newTokenSource(m *Manager, set settings) *TokenSource {
 
 func (s *TokenSource) setSettingsLocked(set settings) {
 	s.set = set
+	// A client without a secret authenticates in the body: a client
+	// assertion, or client_id alone for a public client. Auto-detection
+	// would first send an Authorization header with an empty secret.
+	style := oauth2.AuthStyleAutoDetect
+	if set.clientSecret == "" {
+		style = oauth2.AuthStyleInParams
+	}
 	s.ccConf = &clientcredentials.Config{
 		ClientID:     set.clientID,
 		ClientSecret: set.clientSecret,
 		TokenURL:     set.tokenURL,
-		AuthStyle:    oauth2.AuthStyleAutoDetect,
+		AuthStyle:    style,
 	}
 	s.codeConf = &oauth2.Config{
 		ClientID:     set.clientID,
 		ClientSecret: set.clientSecret,
-		Endpoint:     oauth2.Endpoint{AuthURL: set.authURL, TokenURL: set.tokenURL, AuthStyle: oauth2.AuthStyleAutoDetect},
+		Endpoint:     oauth2.Endpoint{AuthURL: set.authURL, TokenURL: set.tokenURL, DeviceAuthURL: set.deviceAuthURL, AuthStyle: style},
 		RedirectURL:  set.redirectURL,
 		Scopes:       set.scopes,
+	}
+	s.saConf = nil
+	if set.sa != nil {
+		conf, err := serviceAccountConfig(set.sa, set.username, set.tokenURL, set.scopes)
+		if err != nil {
+			s.log.Error("oauth2: cannot use the service account key", "err", err)
+		}
+		s.saConf = conf
 	}
 }
 
@@ -202,6 +191,9 @@ func (s *TokenSource) close() {
 	s.closed = true
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+	if s.deviceCancel != nil {
+		s.deviceCancel()
 	}
 	s.broadcastLocked()
 }
@@ -419,39 +411,6 @@ func (s *TokenSource) Refresh(ctx context.Context) error {
 	}
 }
 
-// Status reports the profile's token state.
-func (s *TokenSource) Status() Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.m.now()
-	st := Status{
-		Profile:         s.name,
-		Interactive:     s.set.interactive,
-		HasRefreshToken: s.tok.refresh != "",
-		LastError:       s.lastErrText,
-		LastErrorAt:     s.lastErrAt,
-		LastRefresh:     s.lastRefresh,
-		Requests:        s.requests,
-		Failures:        s.failures,
-	}
-	if s.tok.access != "" {
-		st.Expiry = s.tok.expiry
-	}
-	switch {
-	case s.needsAction:
-		st.State = StateInvalid
-	case s.validLocked(now):
-		st.State = StateValid
-	case s.set.interactive && s.tok.refresh == "":
-		st.State = StateInvalid
-	case s.tok.access != "":
-		st.State = StateExpired
-	default:
-		st.State = StateAbsent
-	}
-	return st
-}
-
 // run performs one request to the token endpoint for flight f.
 func (s *TokenSource) run(f *flight, manual bool) {
 	defer s.m.wg.Done()
@@ -481,27 +440,33 @@ func (s *TokenSource) run(f *flight, manual bool) {
 		s.finish(f, err)
 		return
 	}
-	conf := s.ccConf
+	conf, saConf := s.ccConf, s.saConf
 	s.requests++
 	s.mu.Unlock()
 
-	// One Config per source keeps x/oauth2's memory of how the server
-	// wants the client authenticated; sem makes this its only user.
-	if grant == "refresh_token" {
-		conf.Scopes = nil // RFC 6749 §6: omitted scope means the scope granted
-		conf.EndpointParams = url.Values{}
+	var ot *oauth2.Token
+	var err error
+	switch grant {
+	case "jwt_bearer":
+		if saConf == nil {
+			err = fmt.Errorf("the service account key of profile %q cannot be used", s.name)
+			break
+		}
+		ot, err = saConf.TokenSource(s.m.withHTTP(ctx)).Token()
+	case "refresh_token":
+		params := url.Values{}
 		for k, v := range set.refreshParams {
-			conf.EndpointParams[k] = v
+			params[k] = v
 		}
 		// clientcredentials lets grant_type be overridden, which turns
-		// its request into RFC 6749 §6's refresh request.
-		conf.EndpointParams.Set("grant_type", "refresh_token")
-		conf.EndpointParams.Set("refresh_token", refresh)
-	} else {
-		conf.Scopes = set.scopes
-		conf.EndpointParams = set.ccParams
+		// its request into RFC 6749 §6's refresh request; an omitted
+		// scope means the scope granted.
+		params.Set("grant_type", "refresh_token")
+		params.Set("refresh_token", refresh)
+		ot, err = s.tokenRequest(ctx, conf, &set, nil, params)
+	default:
+		ot, err = s.tokenRequest(ctx, conf, &set, set.scopes, set.ccParams)
 	}
-	ot, err := conf.Token(s.m.withHTTP(ctx))
 	if err != nil {
 		s.failed(f, gen, grant, classify(s.name, err))
 		return
@@ -528,8 +493,8 @@ func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.T
 		expiry:   expiryOf(ot, s.set.defaultExpiration, now),
 		obtained: now,
 	}
-	if grant == "client_credentials" {
-		t.refresh = "" // not used by this flow
+	if !s.set.interactive {
+		t.refresh = "" // not used by these flows
 	}
 	rotated := s.tok.refresh != "" && t.refresh != s.tok.refresh
 	rec := s.recordLocked()
@@ -701,50 +666,4 @@ func (s *TokenSource) onTimer() {
 		return
 	}
 	s.startLocked(false)
-}
-
-// expiryOf is when ot expires by the injected clock: now + expires_in, or
-// default_access_token_expiration when the server gave none (<= 0: never).
-func expiryOf(ot *oauth2.Token, def time.Duration, now time.Time) time.Time {
-	if d, ok := expiresIn(ot); ok {
-		return now.Add(d)
-	}
-	if def > 0 {
-		return now.Add(def)
-	}
-	return time.Time{}
-}
-
-// expiresIn reads the token response's expires_in (RFC 6749 §5.1). x/oauth2
-// turns it into an Expiry by the real clock; read the field itself so that
-// the injected clock decides.
-func expiresIn(ot *oauth2.Token) (time.Duration, bool) {
-	var secs int64
-	switch v := ot.Extra("expires_in").(type) {
-	case float64: // JSON
-		secs = int64(v)
-	case int64: // form-encoded, as x/oauth2 parses it
-		secs = v
-	case json.Number:
-		secs, _ = v.Int64()
-	case string:
-		secs, _ = strconv.ParseInt(v, 10, 64)
-	}
-	if secs <= 0 {
-		secs = ot.ExpiresIn
-	}
-	if secs > 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if !ot.Expiry.IsZero() {
-		return max(time.Until(ot.Expiry).Round(time.Second), 0), true
-	}
-	return 0, false
-}
-
-func expiryAttr(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.UTC().Format(time.RFC3339)
 }

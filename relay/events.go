@@ -3,53 +3,37 @@ package relay
 import (
 	"sync"
 	"time"
+
+	"github.com/relaymail/relay/oauth"
+	"github.com/relaymail/relay/queue"
 )
 
-// EventKind names a message event, as the queue's log lines do.
-type EventKind string
+// EventKind names a message event; see queue.EventKind.
+type EventKind = queue.EventKind
 
-// Message events. Received, Delivered, Deferred and Bounced are counted once
-// per message and event, like the log lines; Attempt is one upstream
-// transaction, for latency.
+// Message events, the queue's and those of direct delivery alike; see
+// the queue package for what each means.
 const (
-	// EventReceived: a client's message was queued (delivery = "queue"),
-	// or handed to the upstream at once (delivery = "direct").
-	EventReceived EventKind = "received"
-	// EventDelivered: the upstream accepted the message for at least one
-	// recipient.
-	EventDelivered EventKind = "delivered"
-	// EventDeferred: recipients remain after a temporary failure; the
-	// queue retries them. In direct mode the client was given a 4xx and
-	// retries itself.
-	EventDeferred EventKind = "deferred"
-	// EventBounced: recipients failed for good (a 5xx, or the message
-	// outlived max_lifetime); a bounce goes to the sender. In direct mode
-	// the client was given the upstream's 5xx.
-	EventBounced EventKind = "bounced"
-	// EventAttempt: one transaction with the upstream ended; Duration is
-	// how long it took and Err why it failed, if it did.
-	EventAttempt EventKind = "attempt"
+	EventReceived  = queue.EventReceived
+	EventDelivered = queue.EventDelivered
+	EventDeferred  = queue.EventDeferred
+	EventBounced   = queue.EventBounced
+	EventAttempt   = queue.EventAttempt
 )
 
-// Event is one message event, for metrics and status pages. It holds no
-// message content and no secret.
-type Event struct {
-	Kind    EventKind
-	ID      string // queue ID, or the transaction ID in direct mode
-	Profile string
-	// Duration is the upstream transaction's duration (EventAttempt).
-	Duration time.Duration
-	// Err is the failure of an attempt, or why a message was deferred or
-	// bounced; "" otherwise.
-	Err string
-}
+// Event is one message event, for metrics and status pages; see
+// queue.Event.
+type Event = queue.Event
 
 // ProfileStats is what the server knows of a profile's recent deliveries,
 // queued and direct alike.
 type ProfileStats struct {
 	LastDelivery time.Time
 	LastError    string
-	LastErrorAt  time.Time
+	// LastErrorHint is one line on how to fix LastError, for the usual
+	// misconfigurations of OAuth2 upstreams (oauth.ReplyHint).
+	LastErrorHint string
+	LastErrorAt   time.Time
 }
 
 // stats keeps ProfileStats by profile.
@@ -77,6 +61,7 @@ func (st *stats) record(e Event, now time.Time) {
 	}
 	if e.Err != "" {
 		ps.LastError, ps.LastErrorAt = e.Err, now
+		ps.LastErrorHint = oauth.ReplyHint(e.Err)
 	}
 }
 
@@ -100,3 +85,10 @@ func (s *Server) emit(e Event) {
 // Stats returns what the server knows of a profile's deliveries: the last
 // successful one and the last failure.
 func (s *Server) Stats(profile string) ProfileStats { return s.stats.get(profile) }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

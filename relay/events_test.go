@@ -65,7 +65,7 @@ func TestEventsQueue(t *testing.T) {
 		return nil
 	}})
 	var log eventLog
-	addr, srv := startRelayEvents(t, queueConfig(t, u.Addr, ""), openSpool(t, t.TempDir()), log.add)
+	addr, srv := startRelayEvents(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), log.add)
 	id := strings.TrimPrefix(sendOne(t, addr, "alarms@plant.example.com", "ops@example.com"), "250 2.0.0 OK queued as ")
 	u.WaitMessages(t, 1, 10*time.Second)
 	want := []EventKind{EventReceived, EventAttempt, EventDeferred, EventAttempt, EventDelivered}
@@ -96,7 +96,7 @@ func TestEventsBounce(t *testing.T) {
 		return nil
 	}})
 	var log eventLog
-	addr, _ := startRelayEvents(t, queueConfig(t, u.Addr, ""), openSpool(t, t.TempDir()), log.add)
+	addr, _ := startRelayEvents(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), log.add)
 	sendOne(t, addr, "alarms@plant.example.com", "gone@example.com")
 	waitFor(t, "the bounced event", 5*time.Second, func() bool { _, ok := log.find(EventBounced); return ok })
 	if got, want := log.kinds("up")[:3], []EventKind{EventReceived, EventAttempt, EventBounced}; !slices.Equal(got, want) {

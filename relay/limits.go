@@ -106,7 +106,8 @@ type deadlineConn struct {
 
 	eof atomic.Bool // the client has closed its side
 
-	tls tlsWatch // the STARTTLS handshake, for its log line (tls.go)
+	tls     tlsWatch   // the STARTTLS handshake, for its log line (tls.go)
+	replies replyWatch // refusals go-smtp answers itself, for their log line (refusal.go)
 }
 
 func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
@@ -173,6 +174,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.tls.wrote(p)
+	c.replies.wrote(p)
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()

@@ -174,8 +174,8 @@ type maildirDelivery struct {
 	open bool
 }
 
-func (d *maildirDelivery) Mail(_ context.Context, from string, _ int64, _ bool) error {
-	d.from, d.to, d.open = from, nil, true
+func (d *maildirDelivery) Mail(_ context.Context, msg *upstream.Message) error {
+	d.from, d.to, d.open = msg.From, nil, true
 	return nil
 }
 
@@ -202,7 +202,7 @@ func (d *maildirDelivery) Reset(context.Context) error {
 }
 
 func (d *maildirDelivery) Send(ctx context.Context, msg *upstream.Message) (*upstream.Result, error) {
-	d.Mail(ctx, msg.From, msg.Size, msg.UTF8)
+	d.Mail(ctx, msg)
 	reply, err := d.Data(ctx, msg.Body)
 	if err != nil {
 		return nil, err

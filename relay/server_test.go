@@ -45,19 +45,10 @@ func startRelayEvents(t *testing.T, cfgText string, sp *spool.Spool, events func
 	}
 	pki := testpeer.TestPKI(t)
 	srv, err := NewServer(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Transports: func(p *config.Profile) (Transport, error) {
-			if p.Kind == config.KindMaildir {
-				return NewMaildir(p.Path)
-			}
-			s, err := upstream.New(p, upstream.Options{RootCAs: pki.CAPool})
-			if err != nil {
-				return nil, err
-			}
-			return SenderTransport(s), nil
-		},
-		Spool:  sp,
-		Events: events,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Transports: Transports(upstream.Options{RootCAs: pki.CAPool}, nil),
+		Spool:      sp,
+		Events:     events,
 	})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
@@ -99,6 +90,12 @@ func dial(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newClient(t, conn)
+}
+
+// newClient reads the greeting on conn, which the test's end closes.
+func newClient(t *testing.T, conn net.Conn) *client {
+	t.Helper()
 	t.Cleanup(func() { conn.Close() })
 	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 	c.expect(220)
@@ -371,7 +368,7 @@ func TestRefusals(t *testing.T) {
 
 func TestAuthOnlyOverTLSOrLoopback(t *testing.T) {
 	srv := &Server{}
-	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10")}
+	remote := &session{srv: srv, remote: netip.MustParseAddr("192.0.2.10"), logger: slog.New(slog.DiscardHandler)}
 	if m := remote.AuthMechanisms(); m != nil {
 		t.Errorf("plain remote session offers %v; want no AUTH", m)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/sasllogin"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
@@ -59,6 +60,7 @@ type transaction struct {
 	from    string
 	utf8    bool
 	size    int64
+	body    string // BODY= as declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 	rcpts   []string
 	begun   bool // MAIL was sent upstream (direct mode)
 }
@@ -92,8 +94,8 @@ var dummyHash = sync.OnceValue(func() []byte {
 	return h
 })
 
-// Auth implements smtp.AuthSession.
-func (s *session) Auth(mech string) (sasl.Server, error) {
+// auth starts an AUTH exchange (Auth, refusal.go).
+func (s *session) auth(mech string) (sasl.Server, error) {
 	if s.tx != nil {
 		// RFC 4954 §4: AUTH is not permitted during a mail transaction.
 		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
@@ -119,20 +121,20 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	})
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return saslError{sasl.NewPlainServer(func(identity, name, password string) error {
+		return saslError{s, sasl.NewPlainServer(func(identity, name, password string) error {
 			if identity != "" && identity != name {
 				return smtp.ErrAuthFailed
 			}
 			return check(name, password)
 		}).Next}, nil
 	case sasl.Login:
-		return saslError{sasllogin.NewServer(check).Next}, nil
+		return saslError{s, sasllogin.NewServer(check).Next}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// Mail implements smtp.Session: it picks the transaction's profile.
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+// mail picks the transaction's profile (Mail, refusal.go).
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	if s.tx != nil {
@@ -157,12 +159,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	p, refusal := st.policy.Select(user, s.remote, from)
 	if refusal != nil {
-		s.logger.Info("sender refused", "from", from, "reply", refusal.Message)
 		return refusal
 	}
 	s.tx = &transaction{id: newID(), st: st, profile: p, from: from}
 	if opts != nil {
-		s.tx.utf8, s.tx.size = opts.UTF8, opts.Size
+		s.tx.utf8, s.tx.size, s.tx.body = opts.UTF8, opts.Size, string(opts.Body)
 	}
 	if s.dc != nil {
 		s.dc.setTx(true) // a shutdown lets this transaction finish
@@ -170,9 +171,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt implements smtp.Session. In direct mode the recipient is passed to
-// the upstream at once, so the client sees the upstream's answer for it.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+// rcpt adds a recipient (Rcpt, refusal.go). In direct mode the recipient
+// is passed to the upstream at once, so the client sees the upstream's
+// answer for it.
+func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	tx := s.tx
@@ -225,16 +227,16 @@ func (s *session) begin() error {
 		}
 		s.delivery, s.deliveryProfile = d, tx.profile.Name
 	}
-	if err := s.delivery.Mail(s.ctx, tx.from, tx.size, tx.utf8); err != nil {
+	if err := s.delivery.Mail(s.ctx, &upstream.Message{From: tx.from, Size: tx.size, UTF8: tx.utf8, BodyType: tx.body}); err != nil {
 		return s.reply(err)
 	}
 	tx.begun = true
 	return nil
 }
 
-// Data implements smtp.Session. Every error it returns is an
-// *smtp.SMTPError: go-smtp turns anything else into a permanent 554.
-func (s *session) Data(r io.Reader) error {
+// data receives the message (Data, refusal.go, which makes every error an
+// *smtp.SMTPError: go-smtp turns anything else into a permanent 554).
+func (s *session) data(r io.Reader) error {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	tx := s.tx
@@ -261,8 +263,7 @@ func (s *session) Data(r io.Reader) error {
 	if in.err != nil && !errors.Is(in.err, io.EOF) {
 		// The client's side failed: too big, cut off or timed out. The
 		// upstream never got the end of the message.
-		log.Info("message not received", "size", counted.n, "error", in.err)
-		return clientDataError(in.err)
+		return &refusal{reply: clientDataError(in.err), cause: in.err, attrs: []any{"id", tx.id, "profile", tx.profile.Name, "size", counted.n}}
 	}
 	if body.Normalized > 0 {
 		log.Info("line endings normalised to CRLF", "count", body.Normalized)
@@ -272,13 +273,13 @@ func (s *session) Data(r io.Reader) error {
 	s.srv.emit(Event{Kind: EventAttempt, ID: tx.id, Profile: tx.profile.Name, Duration: s.srv.opts.Now().Sub(sent), Err: errString(err)})
 	if err != nil {
 		r := s.reply(err)
-		log.Warn("delivery failed", "size", counted.n, "reply", replyString(r), "error", err.Error(), "duration", time.Since(start).Round(time.Millisecond))
+		log.Log(s.ctx, max(r.level, slog.LevelWarn), "delivery failed", "size", counted.n, "reply", replyString(r.reply), "error", err.Error(), oauth.ReplyHintAttr(err.Error()), "duration", time.Since(start).Round(time.Millisecond))
 		ev.Kind, ev.Err = EventDeferred, err.Error()
-		if r.Code/100 == 5 {
+		if r.reply.Code/100 == 5 {
 			ev.Kind = EventBounced
 		}
 		s.srv.emit(ev)
-		return r
+		return &refusal{reply: r.reply, logged: true}
 	}
 	log.Info("delivered", "size", counted.n, "reply", reply, "duration", time.Since(start).Round(time.Millisecond))
 	ev.Kind = EventDelivered
@@ -295,34 +296,33 @@ func (s *session) Data(r io.Reader) error {
 // enqueue stores the message in the spool; the 250 is given only once it
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
-	sp := s.srv.queue.spool
-	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user}
+	sp := s.srv.opts.Spool
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
 	}
 	w, err := sp.Create(s.ctx, env)
 	if err != nil {
-		return s.localTrouble("create a spool file", err)
+		return localTrouble("create a spool file", err)
 	}
 	tx.id = w.ID()
 	log := s.logger.With("id", tx.id, "profile", tx.profile.Name, "from", tx.from, "rcpts", len(tx.rcpts))
 	if _, err := io.WriteString(w, s.received(tx, start)); err != nil {
 		w.Abort()
-		return s.localTrouble("write the spool file", err)
+		return localTrouble("write the spool file", err)
 	}
 	if _, err := io.Copy(w, body); err != nil {
 		w.Abort()
 		if in.err != nil && !errors.Is(in.err, io.EOF) {
-			log.Info("message not received", "error", in.err)
-			return clientDataError(in.err)
+			return &refusal{reply: clientDataError(in.err), cause: in.err, attrs: []any{"id", tx.id, "profile", tx.profile.Name}}
 		}
-		return s.localTrouble("write the spool file", err)
+		return localTrouble("write the spool file", err)
 	}
 	if body.Normalized > 0 {
 		log.Info("line endings normalised to CRLF", "count", body.Normalized)
 	}
 	if _, err := w.Commit(s.ctx); err != nil {
-		return s.localTrouble("commit the message to the spool", err)
+		return localTrouble("commit the message to the spool", err)
 	}
 	// Received comes before the queue may deliver it.
 	s.srv.emit(Event{Kind: EventReceived, ID: tx.id, Profile: tx.profile.Name})
@@ -331,27 +331,31 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + tx.id}
 }
 
-// localTrouble logs a local failure with its cause and tells the client
-// to try again: never a 250 when the message is not safely stored.
-func (s *session) localTrouble(what string, err error) *smtp.SMTPError {
-	s.logger.Error("cannot "+what, "error", err.Error())
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error: cannot store the message, try again later"}
-}
-
-// reply is the one place where failures become what the client is told.
-func (s *session) reply(err error) *smtp.SMTPError {
+// reply is the one place where failures become what the client is told,
+// with the cause for the log line (answer, refusal.go). An upstream's own
+// answer is the client's business (Info); an upstream that cannot be
+// reached, or refuses relay's login, is the operator's (Warn).
+func (s *session) reply(err error) *refusal {
 	var ue *upstream.Error
 	if errors.As(err, &ue) {
-		return ue.Reply()
+		level := slog.LevelInfo
+		if ue.Code == 0 || ue.Step == upstream.StepAuth || ue.Step == upstream.StepToken {
+			level = slog.LevelWarn
+		}
+		return &refusal{reply: ue.Reply(), cause: ue, level: level}
+	}
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
 	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return se
+		return &refusal{reply: se}
 	}
 	if errors.Is(err, context.Canceled) {
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+		return &refusal{reply: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}}
 	}
-	return s.localTrouble("deliver", err)
+	return localTrouble("deliver", err)
 }
 
 func clientDataError(err error) *smtp.SMTPError {

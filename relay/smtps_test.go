@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -46,10 +45,7 @@ func dialTLS(t *testing.T, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.expect(220)
-	return c
+	return newClient(t, conn)
 }
 
 // TestSMTPSListener: a client that speaks TLS from the first byte (RFC

@@ -161,11 +161,12 @@ func (s *session) throttled(mech string, check func(name, password string) error
 	return func(name, password string) error {
 		wait, refuse := t.before(s.remote)
 		if refuse {
-			s.logger.Warn("authentication refused: too many failures from this address", "user", name, "mechanism", mech)
+			s.logger.Warn("authentication refused: too many failures from this address", "user", name, "mechanism", mech, "reply", replyString(errTooManyFailures))
+			s.expectRefusal()
 			return errTooManyFailures
 		}
 		if err := s.srv.opts.Sleep(s.ctx, wait); err != nil {
-			return s.reply(err)
+			return s.reply(err).reply
 		}
 		err := check(name, password)
 		if err == nil {
@@ -173,9 +174,10 @@ func (s *session) throttled(mech string, check func(name, password string) error
 			return nil
 		}
 		failures, hold := t.failed(s.remote)
-		s.logger.Warn("authentication failed", "user", name, "mechanism", mech, "failures", failures, "delay", hold)
+		s.logger.Warn("authentication failed", "user", name, "mechanism", mech, "failures", failures, "delay", hold, "reply", replyString(s.reply(err).reply))
+		s.expectRefusal()
 		if serr := s.srv.opts.Sleep(s.ctx, hold); serr != nil {
-			return s.reply(serr)
+			return s.reply(serr).reply
 		}
 		return err
 	}
@@ -186,6 +188,7 @@ func (s *session) throttled(mech string, check func(name, password string) error
 // that does not parse (a PLAIN message without its two NULs, a response
 // after the end) is a syntax error (RFC 4954 §4: 501 5.5.2).
 type saslError struct {
+	s    *session
 	next func([]byte) ([]byte, bool, error)
 }
 
@@ -193,7 +196,8 @@ func (s saslError) Next(response []byte) ([]byte, bool, error) {
 	challenge, done, err := s.next(response)
 	if err != nil {
 		if _, ok := err.(*smtp.SMTPError); !ok {
-			err = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}
+			// Logged here; a refused password is logged by throttled.
+			err = s.s.answer("AUTH", &refusal{reply: &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}, cause: err})
 		}
 	}
 	return challenge, done, err

@@ -2,9 +2,11 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -20,8 +22,10 @@ type Transport interface {
 // use.
 type Delivery interface {
 	// Mail, Rcpt and Data are one transaction step by step, for clients
-	// that wait for the upstream's own answers (delivery = "direct").
-	Mail(ctx context.Context, from string, size int64, utf8 bool) error
+	// that wait for the upstream's own answers (delivery = "direct"). Mail
+	// uses the envelope sender and MAIL parameters of msg (From, Size,
+	// UTF8, BodyType).
+	Mail(ctx context.Context, msg *upstream.Message) error
 	Rcpt(ctx context.Context, to string) error
 	Data(ctx context.Context, body io.Reader) (reply string, err error)
 	Reset(ctx context.Context) error
@@ -34,6 +38,34 @@ type Delivery interface {
 
 // TransportFactory makes the transport of a profile.
 type TransportFactory func(p *config.Profile) (Transport, error)
+
+// Transports is the TransportFactory relay runs with: a profile of kind
+// "maildir" writes its Maildir; every other profile gets an upstream.Sender
+// made with base, and an OAuth2 profile takes its access tokens from
+// tokens (an OAuth2 profile without a token source there is an error).
+func Transports(base upstream.Options, tokens *oauth.Manager) TransportFactory {
+	return func(p *config.Profile) (Transport, error) {
+		if p.Kind == config.KindMaildir {
+			return NewMaildir(p.Path)
+		}
+		opts := base
+		if p.IsOAuth2() {
+			var src *oauth.TokenSource
+			if tokens != nil {
+				src = tokens.Source(p.Name)
+			}
+			if src == nil {
+				return nil, fmt.Errorf("no token source for OAuth2 profile %q", p.Name)
+			}
+			opts.Tokens = src
+		}
+		s, err := upstream.New(p, opts)
+		if err != nil {
+			return nil, err
+		}
+		return SenderTransport(s), nil
+	}
+}
 
 // SenderTransport adapts an upstream.Sender to a Transport.
 func SenderTransport(s *upstream.Sender) Transport { return senderTransport{s} }

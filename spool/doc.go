@@ -29,7 +29,7 @@
 // JSON on one line, so the file stays a readable RFC 5322 message (like the
 // Return-Path a delivery agent prepends):
 //
-//	X-Relay-Envelope: {"version":2,"id":"1j12l9p3krhqvsmrr5i","profile":"office365",...,"size":10240      }
+//	X-Relay-Envelope: {"version":3,"id":"1j12l9p3krhqvsmrr5i","profile":"office365",...,"size":10240      }
 //	Received: from plc ([10.0.0.7])
 //	...
 //
@@ -48,36 +48,34 @@
 // pager or jq:
 //
 //	{
-//	  "version": 2,
+//	  "version": 3,
 //	  "id": "1j12l9p3krhqvsmrr5i",
 //	  "profile": "office365",
 //	  "from": "alarms@plant.example.com",
 //	  "user": "scada",
 //	  "recipients": [
-//	    {"addr": "ops@example.com", "state": "pending", "reply": "451 4.7.0 try later"}
+//	    {"addr": "ops@example.com", "state": "pending",
+//	     "reply": {"code": 451, "enhanced": "4.7.0", "text": "upstream smtp.office365.com:587: RCPT TO: 451 4.7.0 try later"}}
 //	  ],
 //	  "arrived": "2025-11-25T07:59:12.123456Z",
 //	  "next_attempt": "2025-11-25T08:04:12Z",
 //	  "attempts": 1,
-//	  "last_error": "451 4.7.0 try later",
+//	  "last_error": "upstream smtp.office365.com:587: RCPT TO: 451 4.7.0 try later",
 //	  "size": 10240
 //	}
 //
 // "from" is "" for the null sender, "bounce" is true for a delivery status
 // notification, and a recipient's "state" is "pending", "delivered" or
-// "failed". A zero "next_attempt" is left out and means "now". Open refuses
-// to start on a "version" it does not know, rather than skip or quarantine
-// mail written by a newer relay.
+// "failed". A recipient's "reply" is the outcome of its last attempt: the
+// upstream's reply code and enhanced status code (RFC 3463) when it
+// answered, and the text listings and bounces show. A zero "next_attempt"
+// is left out and means "now". Open refuses to start on a "version" it does
+// not know, rather than skip or quarantine mail written by a newer relay.
 //
-// Version 1 of the format, written by earlier relays, kept a message in two
-// files: ID.eml, the message alone, and ID.json, its envelope of version 1,
-// renamed into place last. Open loads such messages too (an ID.eml without
-// an ID.json was never acknowledged and is deleted, as that relay did), they
-// are delivered like the others, an Update of one writes an ID.json of
-// version 1, and they leave the queue in that format. The new name ID.mail
-// keeps a relay of version 1 from taking a queued message for an orphaned
-// body and deleting it: it leaves ID.mail alone (with a warning), and
-// refuses to start on an ID.json of version 2.
+// Version 2 of the format differs only in "reply", a string: the text
+// alone. Open reads it and takes the codes from the text (see Reply); an
+// Update writes version 3. A message whose ID.mail has a line of version 2
+// may thus have an ID.json of version 3.
 //
 // # Durability
 //
@@ -108,14 +106,14 @@
 // tells a full disk; either way the SMTP answer is 451 4.3.0 and nothing is
 // queued.
 //
-// Delivering: List (or the ID Commit returned) says what is queued; Claim a
-// message before delivering it so that no second worker takes it too,
-// Open it (the message as received, without the envelope line; it can
+// Delivering: List (or the ID Commit returned) says what is queued; Open a
+// message (the message as received, without the envelope line; it can
 // seek), then Update the envelope (recipient states, attempts, next
-// attempt, last error) or Remove it, and Release the claim. Claims live in
-// memory only: a delivery cut off by a crash is simply made again after
-// the restart. Update and Remove of a message deleted meanwhile (relay queue
-// delete) fail with ErrNotFound.
+// attempt, last error) or Remove it. The spool is storage only: which
+// message is being delivered, and when the next attempt is due, is the
+// delivery queue's business (package queue); a delivery cut off by a crash
+// is simply made again after the restart. Update and Remove of a message
+// deleted meanwhile (relay queue delete) fail with ErrNotFound.
 //
 // One process at a time: Open takes an exclusive lock and fails with
 // ErrLocked when another process holds it, so tools that inspect the queue

@@ -11,14 +11,14 @@ import (
 )
 
 // FormatVersion is the spool format this package writes: one file per
-// message, ID.mail, that starts with an envelope line. It also reads the
-// two-file format of version 1 (ID.eml and ID.json) and keeps such messages
-// in it until they leave the queue.
-const FormatVersion = 2
+// message, ID.mail, that starts with an envelope line, and ID.json once the
+// envelope changed. Version 3 stores each recipient's reply as its code,
+// enhanced code and text; version 2 stored it as one string, which this
+// package still reads (see Reply).
+const FormatVersion = 3
 
-// legacyVersion is the two-file format: the body in ID.eml, the envelope
-// in ID.json.
-const legacyVersion = 1
+// oldestVersion is the oldest format this package reads.
+const oldestVersion = 2
 
 // Envelope is everything relay knows about a queued message besides its
 // body: where it goes, through which profile, and how delivery has gone so
@@ -29,6 +29,9 @@ type Envelope struct {
 	From       string      // envelope sender (MAIL FROM); "" is the null sender
 	User       string      // the local login that submitted the message, or ""
 	Recipients []Recipient // at least one
+	// BodyType is BODY= as the client declared it at MAIL: "", "7BIT" or
+	// "8BITMIME" (RFC 6152). Envelopes written before it existed load as "".
+	BodyType string
 
 	Arrived     time.Time // when the message started to arrive; Commit fills a zero value
 	NextAttempt time.Time // when to try delivery next; zero: as soon as possible
@@ -45,7 +48,7 @@ type Envelope struct {
 type Recipient struct {
 	Addr  string
 	State RcptState
-	Reply string // the last upstream reply or error for this recipient
+	Reply Reply // the last upstream reply or error for this recipient; zero: none yet
 }
 
 // RcptState is where a recipient's delivery stands.
@@ -131,6 +134,7 @@ type envelopeHead struct {
 	Profile     string          `json:"profile"`
 	From        string          `json:"from"`
 	User        string          `json:"user,omitempty"`
+	BodyType    string          `json:"body,omitempty"`
 	Recipients  []recipientFile `json:"recipients"`
 	Arrived     time.Time       `json:"arrived"`
 	NextAttempt time.Time       `json:"next_attempt,omitzero"`
@@ -147,28 +151,27 @@ type envelopeFile struct {
 }
 
 type recipientFile struct {
-	Addr  string    `json:"addr"`
-	State RcptState `json:"state"`
-	Reply string    `json:"reply,omitempty"`
+	Addr  string     `json:"addr"`
+	State RcptState  `json:"state"`
+	Reply *replyFile `json:"reply,omitempty"`
 }
 
-func headOf(e *Envelope, version int) envelopeHead {
+func headOf(e *Envelope) envelopeHead {
 	h := envelopeHead{
-		Version: version, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User,
+		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User, BodyType: e.BodyType,
 		Recipients: make([]recipientFile, len(e.Recipients)),
 		Arrived:    e.Arrived, NextAttempt: e.NextAttempt,
 		Attempts: e.Attempts, LastError: e.LastError, Bounce: e.Bounce,
 	}
 	for i, r := range e.Recipients {
-		h.Recipients[i] = recipientFile(r)
+		h.Recipients[i] = recipientFile{Addr: r.Addr, State: r.State, Reply: fileReply(r.Reply)}
 	}
 	return h
 }
 
-// marshalEnvelope encodes e for ID.json, indented for people, in the given
-// format version (that of the message's files).
-func marshalEnvelope(e *Envelope, version int) ([]byte, error) {
-	f := envelopeFile{envelopeHead: headOf(e, version), Size: e.Size}
+// marshalEnvelope encodes e for ID.json, indented for people.
+func marshalEnvelope(e *Envelope) ([]byte, error) {
+	f := envelopeFile{envelopeHead: headOf(e), Size: e.Size}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // addresses may hold & < >
@@ -194,7 +197,7 @@ const (
 // compact JSON on one line, its size left as spaces at sizeOff (relative
 // to the start of the line) for Commit to fill in.
 func appendEnvLine(b []byte, e *Envelope) (_ []byte, sizeOff int, err error) {
-	h := headOf(e, FormatVersion)
+	h := headOf(e)
 	var js bytes.Buffer
 	enc := json.NewEncoder(&js)
 	enc.SetEscapeHTML(false) // addresses may hold & < >
@@ -233,35 +236,36 @@ func parseEnvLine(id string, line []byte) (*Envelope, error) {
 	if !ok {
 		return nil, errors.New("the file does not start with an " + envHeaderName[:len(envHeaderName)-2] + " line")
 	}
-	return unmarshalEnvelope(id, js, FormatVersion)
+	return unmarshalEnvelope(id, js)
 }
 
 // unmarshalEnvelope decodes an envelope in JSON (ID.json, or the JSON of
-// an envelope line), checking that it is complete, belongs to id and is in
-// format version want. An unknown version is errVersion.
-func unmarshalEnvelope(id string, b []byte, want int) (*Envelope, error) {
+// an envelope line), checking that it is complete and belongs to id. A
+// version this package does not read is errVersion.
+func unmarshalEnvelope(id string, b []byte) (*Envelope, error) {
 	var f envelopeFile
 	if err := json.Unmarshal(b, &f); err != nil { // also refuses trailing data
 		return nil, err
 	}
 	switch {
-	case f.Version != legacyVersion && f.Version != FormatVersion:
-		return nil, fmt.Errorf("%w %d (this relay reads %d and %d)", errVersion, f.Version, legacyVersion, FormatVersion)
-	case f.Version != want:
-		return nil, fmt.Errorf("envelope in format version %d where version %d belongs", f.Version, want)
+	case f.Version < oldestVersion || f.Version > FormatVersion:
+		return nil, fmt.Errorf("%w %d (this relay reads %d to %d)", errVersion, f.Version, oldestVersion, FormatVersion)
 	case f.ID != id:
 		return nil, fmt.Errorf("envelope says id %q", f.ID)
 	case f.Arrived.IsZero():
 		return nil, errors.New("envelope has no arrival time")
 	}
 	e := &Envelope{
-		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User,
+		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User, BodyType: f.BodyType,
 		Recipients: make([]Recipient, len(f.Recipients)),
 		Arrived:    f.Arrived, NextAttempt: f.NextAttempt,
 		Attempts: f.Attempts, LastError: f.LastError, Size: f.Size, Bounce: f.Bounce,
 	}
 	for i, r := range f.Recipients {
-		e.Recipients[i] = Recipient(r)
+		e.Recipients[i] = Recipient{Addr: r.Addr, State: r.State}
+		if r.Reply != nil {
+			e.Recipients[i].Reply = Reply(*r.Reply)
+		}
 	}
 	if err := e.check(); err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +45,6 @@ const (
 	msgSuffix      = ".mail" // a message: envelope line, then the message
 	envSuffix      = ".json" // its envelope once updated
 	tmpSuffix      = ".tmp"
-	legacySuffix   = ".eml" // the body of a message in the two-file format
 )
 
 // Spool is an open spool directory. Its methods may be called from many
@@ -73,27 +70,24 @@ type Spool struct {
 
 	// mu guards the index, and orders the renames and removals of
 	// ID.json files with it so that the index always matches the disk.
-	mu      sync.Mutex
-	index   map[string]entry
-	claimed map[string]bool
+	mu    sync.Mutex
+	index map[string]entry
 }
 
 // entry is a queued message in the index.
 type entry struct {
-	env    *Envelope
-	off    int64 // where the message starts in its file (after the envelope line)
-	json   bool  // ID.json exists and holds env
-	legacy bool  // the two-file format: ID.eml (off 0) and ID.json
+	env  *Envelope
+	off  int64 // where the message starts in its file (after the envelope line)
+	json bool  // ID.json exists and holds env
 }
 
 // Open opens the spool in dir, creating its layout when missing (directories
 // 0700). It takes the spool's lock, deletes temp files left by a crash,
 // moves messages it cannot read to quarantine/ (logging each), and loads
 // every queued envelope, from ID.json when a message has one, else from the
-// envelope line of ID.mail. Messages in the two-file format of version 1
-// (ID.eml and ID.json) are loaded too. It fails with ErrLocked when another
-// process has the spool open, and refuses a spool file written in a format
-// version it does not know.
+// envelope line of ID.mail. It fails with ErrLocked when another process
+// has the spool open, and refuses a spool file written in a format version
+// it does not know.
 func Open(dir string, opts Options) (*Spool, error) {
 	s := &Spool{
 		dir:        dir,
@@ -103,7 +97,6 @@ func Open(dir string, opts Options) (*Spool, error) {
 		now:        opts.Now,
 		noSync:     opts.NoSync,
 		index:      make(map[string]entry),
-		claimed:    make(map[string]bool),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -153,239 +146,9 @@ func (s *Spool) open() error {
 	return nil
 }
 
-// files is what queue/ holds for one ID.
-type files struct{ msg, json, legacy bool }
-
-// scan sweeps queue/ and loads its envelopes into the index.
-func (s *Spool) scan() error {
-	entries, err := os.ReadDir(s.queue)
-	if err != nil {
-		return err
-	}
-	found := make(map[string]*files)
-	for _, ent := range entries {
-		name := ent.Name()
-		id, ext, _ := strings.Cut(name, ".")
-		if strings.HasSuffix(name, tmpSuffix) {
-			if err := os.Remove(filepath.Join(s.queue, name)); err != nil {
-				return err
-			}
-			s.log.Info("spool: removed temp file left by a crash", "file", name)
-			continue
-		}
-		if !ValidID(id) || !ent.Type().IsRegular() {
-			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
-			continue
-		}
-		have := found[id]
-		if have == nil {
-			have = new(files)
-		}
-		switch "." + ext {
-		case msgSuffix:
-			have.msg = true
-		case envSuffix:
-			have.json = true
-		case legacySuffix:
-			have.legacy = true
-		default:
-			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
-			continue
-		}
-		found[id] = have
-	}
-	ids := slices.Sorted(maps.Keys(found))
-	for _, id := range ids {
-		have := found[id]
-		var (
-			e   entry
-			err error
-		)
-		switch {
-		case have.msg && have.legacy:
-			err = bad(errors.New("both " + id + msgSuffix + " and " + id + legacySuffix))
-		case have.msg:
-			e, err = s.load(id, have.json)
-		case have.legacy && have.json:
-			e, err = s.loadLegacy(id)
-		case have.legacy:
-			// A body whose envelope was never written by a relay of the
-			// two-file format: never acknowledged, deleted as that relay
-			// would have.
-			if err := os.Remove(s.legacyPath(id)); err != nil {
-				return err
-			}
-			s.log.Info("spool: removed body without envelope left by a crash", "id", id)
-			continue
-		default:
-			err = bad(errors.New("message file missing"))
-		}
-		var why *badMessage
-		if errors.As(err, &why) {
-			if qerr := s.quarantineMessage(id, have, why.err); qerr != nil {
-				return qerr
-			}
-			continue
-		}
-		if errors.Is(err, errVersion) {
-			return fmt.Errorf("message %s: %w", id, err)
-		}
-		if err != nil {
-			return err
-		}
-		s.index[id] = e
-	}
-	return nil
-}
-
-// badMessage is a message that scan quarantines: its files are there but
-// do not make a message.
-type badMessage struct{ err error }
-
-func (b *badMessage) Error() string { return b.err.Error() }
-
-// bad marks err as a reason to quarantine, unless it is errVersion: a
-// newer relay's mail stops Open instead.
-func bad(err error) error {
-	if errors.Is(err, errVersion) {
-		return err
-	}
-	return &badMessage{err}
-}
-
-// load reads the envelope line of ID.mail and, when hasJSON, ID.json,
-// which wins over it.
-func (s *Spool) load(id string, hasJSON bool) (entry, error) {
-	line, fileSize, err := readEnvLine(s.msgPath(id))
-	if err != nil {
-		return entry{}, err
-	}
-	e := entry{off: int64(len(line)), json: hasJSON}
-	size := fileSize - e.off
-	e.env, err = parseEnvLine(id, bytes.TrimSuffix(line, []byte("\r\n")))
-	if err != nil {
-		return entry{}, bad(fmt.Errorf("unreadable envelope line: %w", err))
-	}
-	if e.env.Size != size {
-		return entry{}, bad(fmt.Errorf("message is %d bytes, its envelope line says %d", size, e.env.Size))
-	}
-	if hasJSON {
-		b, err := os.ReadFile(s.envPath(id))
-		if err != nil {
-			return entry{}, err
-		}
-		e.env, err = unmarshalEnvelope(id, b, FormatVersion)
-		if err != nil {
-			return entry{}, bad(fmt.Errorf("unreadable envelope %s: %w", id+envSuffix, err))
-		}
-		if e.env.Size != size {
-			return entry{}, bad(fmt.Errorf("message is %d bytes, %s says %d", size, id+envSuffix, e.env.Size))
-		}
-	}
-	return e, nil
-}
-
-// readEnvLine returns the first line of the file name, with its CRLF, and
-// the file's size. A file that does not start with a line of at most
-// maxEnvLine bytes ending in CRLF is a badMessage.
-func readEnvLine(name string) (line []byte, size int64, err error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	buf := make([]byte, 0, 4096)
-	for {
-		k, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+k]
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			line = buf[:i+1]
-			if !bytes.HasSuffix(line, []byte("\r\n")) {
-				return nil, 0, bad(errors.New("the envelope line does not end in CRLF"))
-			}
-			return line, info.Size(), nil
-		}
-		if errors.Is(err, io.EOF) {
-			return nil, 0, bad(errors.New("no envelope line"))
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(buf) >= maxEnvLine {
-			return nil, 0, bad(fmt.Errorf("no envelope line in the first %d bytes", len(buf)))
-		}
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(2*len(buf), maxEnvLine)-len(buf))
-		}
-	}
-}
-
-// loadLegacy reads a message in the two-file format: ID.json, whose size
-// must be that of ID.eml.
-func (s *Spool) loadLegacy(id string) (entry, error) {
-	b, err := os.ReadFile(s.envPath(id))
-	if err != nil {
-		return entry{}, err
-	}
-	env, err := unmarshalEnvelope(id, b, legacyVersion)
-	if err != nil {
-		return entry{}, bad(fmt.Errorf("unreadable envelope: %w", err))
-	}
-	info, err := os.Stat(s.legacyPath(id))
-	if err != nil {
-		return entry{}, err
-	}
-	if info.Size() != env.Size {
-		return entry{}, bad(fmt.Errorf("body is %d bytes, envelope says %d", info.Size(), env.Size))
-	}
-	return entry{env: env, json: true, legacy: true}, nil
-}
-
-// quarantineMessage moves the files of a message scan cannot use out of
-// the queue into quarantine/ and logs why.
-func (s *Spool) quarantineMessage(id string, have *files, why error) error {
-	var names []string
-	for _, f := range []struct {
-		ok     bool
-		suffix string
-	}{{have.msg, msgSuffix}, {have.legacy, legacySuffix}, {have.json, envSuffix}} {
-		if f.ok {
-			names = append(names, id+f.suffix)
-		}
-	}
-	for _, name := range names {
-		to := filepath.Join(s.quarantine, name)
-		for i := 1; ; i++ { // never overwrite an earlier quarantined file
-			if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
-				break
-			}
-			to = filepath.Join(s.quarantine, name+"."+strconv.Itoa(i))
-		}
-		if err := os.Rename(filepath.Join(s.queue, name), to); err != nil {
-			return fmt.Errorf("quarantine %s: %w", id, err)
-		}
-	}
-	s.log.Error("spool: message quarantined, not delivered", "id", id, "reason", why.Error(),
-		"dir", s.quarantine)
-	return nil
-}
-
 func (s *Spool) msgPath(id string) string    { return filepath.Join(s.queue, id+msgSuffix) }
 func (s *Spool) tmpMsgPath(id string) string { return filepath.Join(s.queue, id+tmpSuffix) }
 func (s *Spool) envPath(id string) string    { return filepath.Join(s.queue, id+envSuffix) }
-func (s *Spool) legacyPath(id string) string { return filepath.Join(s.queue, id+legacySuffix) }
-
-// bodyPath is the file of an indexed message.
-func (s *Spool) bodyPath(id string, e entry) string {
-	if e.legacy {
-		return s.legacyPath(id)
-	}
-	return s.msgPath(id)
-}
 
 // tmpPath is a new temp name for an envelope being written.
 func (s *Spool) tmpPath(id string) string {
@@ -479,7 +242,7 @@ func (s *Spool) Open(id string) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
-	f, err := openRead(s.bodyPath(id, e))
+	f, err := openRead(s.msgPath(id))
 	if errors.Is(err, fs.ErrNotExist) { // removed meanwhile
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
@@ -542,11 +305,7 @@ func (s *Spool) Update(ctx context.Context, env *Envelope) error {
 	e := env.clone()
 	e.Arrived, e.Size = old.env.Arrived, old.env.Size
 	e.normalize()
-	version := FormatVersion
-	if old.legacy {
-		version = legacyVersion // the message stays in its format
-	}
-	data, err := marshalEnvelope(e, version)
+	data, err := marshalEnvelope(e)
 	if err != nil {
 		return fmt.Errorf("spool: update %s: %w", id, err)
 	}
@@ -603,11 +362,10 @@ func (s *Spool) Remove(id string) error {
 		}
 	}
 	delete(s.index, id)
-	delete(s.claimed, id)
 	s.mu.Unlock()
 	// The message is out of the index, so no one opens, updates or removes
 	// it any more, and its ID is never used again by this process.
-	if err := os.Remove(s.bodyPath(id, e)); err != nil {
+	if err := os.Remove(s.msgPath(id)); err != nil {
 		return fmt.Errorf("spool: remove %s: out of the queue, but its file is left and comes back at the next start: %w", id, err)
 	}
 	return nil
@@ -647,27 +405,6 @@ func (s *Spool) Oldest() time.Time {
 		}
 	}
 	return oldest
-}
-
-// Claim marks a queued message as taken by a delivery worker, so that a
-// second worker (or a second look at List) does not deliver it in parallel.
-// It returns false when the message is already claimed or not queued.
-// Claims live in memory only: after a restart every message is unclaimed.
-func (s *Spool) Claim(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.index[id]; !ok || s.claimed[id] {
-		return false
-	}
-	s.claimed[id] = true
-	return true
-}
-
-// Release ends a claim made with Claim. Remove ends it too.
-func (s *Spool) Release(id string) {
-	s.mu.Lock()
-	delete(s.claimed, id)
-	s.mu.Unlock()
 }
 
 // Close waits for operations in progress, then releases the spool's files

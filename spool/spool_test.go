@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,7 +130,7 @@ func TestRoundTrip(t *testing.T) {
 	if !ok || !bytes.Equal(msg, body) {
 		t.Errorf("after the first line the file holds %q; want the message %q", msg, body)
 	}
-	for _, want := range []string{"X-Relay-Envelope: {", `"version":2`, `"id":"` + id + `"`, `"profile":"office365"`,
+	for _, want := range []string{"X-Relay-Envelope: {", `"version":3`, `"id":"` + id + `"`, `"profile":"office365"`,
 		`"state":"pending"`, `"addr":"boss@example.com"`, `"arrived":"2025-11-25T06:59:12.123456789Z"`, fmt.Sprintf(`"size":%d `, len(body))} {
 		if !bytes.Contains(line, []byte(want)) {
 			t.Errorf("envelope line lacks %s:\n%s", want, line)
@@ -167,8 +168,8 @@ func TestRoundTrip(t *testing.T) {
 	got.NextAttempt = now.Add(5 * time.Minute)
 	got.LastError = "451 4.7.0 try again later"
 	got.Recipients[0].State = Delivered
-	got.Recipients[0].Reply = "250 2.0.0 OK"
-	got.Recipients[1].Reply = got.LastError
+	got.Recipients[0].Reply = Reply{Code: 250, Enhanced: "2.0.0", Text: "2.0.0 OK"}
+	got.Recipients[1].Reply = Reply{Code: 451, Enhanced: "4.7.0", Text: got.LastError}
 	got.Size = 1 // ignored: the message's size is a fact
 	if err := s.Update(ctx, got); err != nil {
 		t.Fatalf("Update() = %v", err)
@@ -184,7 +185,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"version": 2`, `"attempts": 1`, `"state": "delivered"`, `"addr": "boss@example.com"`, fmt.Sprintf(`"size": %d`, len(body))} {
+	for _, want := range []string{`"version": 3`, `"attempts": 1`, `"state": "delivered"`, `"addr": "boss@example.com"`, `"code": 451`, `"enhanced": "4.7.0"`, `"text": "451 4.7.0 try again later"`, fmt.Sprintf(`"size": %d`, len(body))} {
 		if !strings.Contains(string(raw2), want) {
 			t.Errorf("envelope file lacks %s:\n%s", want, raw2)
 		}
@@ -400,7 +401,7 @@ func TestOpenSweeps(t *testing.T) {
 	raw = read(truncatedJSON + envSuffix)
 	plant(truncatedJSON+envSuffix, raw[:len(raw)/2])
 	os.Remove(filepath.Join(q, noMessage+msgSuffix))
-	plant(orphan+legacySuffix, "a body of the two-file format whose envelope was never written")
+	plant(orphan+".eml", "a body of the two-file format of version 1, which no relay released")
 	plant(tmp+tmpSuffix, "X-Relay-Envelope: {\"version\":2,\"id\":\""+tmp+"\"") // a message cut off
 	plant(tmp+".7"+tmpSuffix, `{"version": 2, "id": "`)
 	plant(good1+".8"+tmpSuffix, `{"version": 2, "id": "`) // an Update cut short
@@ -420,7 +421,7 @@ func TestOpenSweeps(t *testing.T) {
 		t.Errorf("Envelope(%s) = %+v; want the one from %s", updated, env, updated+envSuffix)
 	}
 	files := queueFiles(t, dir)
-	wantFiles := []string{good1 + msgSuffix, updated + msgSuffix, updated + envSuffix, good2 + msgSuffix, "NOTES.txt"}
+	wantFiles := []string{good1 + msgSuffix, updated + msgSuffix, updated + envSuffix, good2 + msgSuffix, "NOTES.txt", orphan + ".eml"}
 	slices.Sort(files)
 	slices.Sort(wantFiles)
 	if !slices.Equal(files, wantFiles) {
@@ -459,120 +460,113 @@ func TestOpenSweeps(t *testing.T) {
 
 // TestOpenRefusesUnknownVersion: mail written by a newer relay stops Open,
 // whether the version is in the envelope line or in ID.json, and stays
-// where it is.
+// where it is; so does version 1, which no relay released.
 func TestOpenRefusesUnknownVersion(t *testing.T) {
-	for _, file := range []string{msgSuffix, envSuffix} {
-		t.Run(file, func(t *testing.T) {
-			dir := t.TempDir()
-			s := openSpool(t, dir, Options{NoSync: true})
-			env := testEnvelope()
-			id := commit(t, s, []byte("from the future\r\n"), env)
-			env.Attempts = 1
-			if err := s.Update(context.Background(), env); err != nil {
-				t.Fatal(err)
-			}
-			s.Close()
-			name := filepath.Join(dir, queueName, id+file)
-			raw, _ := os.ReadFile(name)
-			raw = bytes.Replace(raw, []byte(`"version":2`), []byte(`"version":3`), 1)
-			raw = bytes.Replace(raw, []byte(`"version": 2`), []byte(`"version": 3`), 1)
-			os.WriteFile(name, raw, 0o600)
-
-			if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 3") {
-				t.Errorf("Open with a version 3 file = %v; want an error naming the version", err)
-				if err == nil {
-					s.Close()
+	for _, version := range []string{"4", "1"} {
+		for _, file := range []string{msgSuffix, envSuffix} {
+			t.Run("version"+version+file, func(t *testing.T) {
+				dir := t.TempDir()
+				s := openSpool(t, dir, Options{NoSync: true})
+				env := testEnvelope()
+				id := commit(t, s, []byte("from the future\r\n"), env)
+				env.Attempts = 1
+				if err := s.Update(context.Background(), env); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if _, err := os.Stat(name); err != nil {
-				t.Errorf("the version 3 file was moved: %v", err)
-			}
-		})
+				s.Close()
+				name := filepath.Join(dir, queueName, id+file)
+				raw, _ := os.ReadFile(name)
+				raw = bytes.Replace(raw, []byte(`"version":3`), []byte(`"version":`+version), 1)
+				raw = bytes.Replace(raw, []byte(`"version": 3`), []byte(`"version": `+version), 1)
+				os.WriteFile(name, raw, 0o600)
+
+				if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version "+version) {
+					t.Errorf("Open with a version %s file = %v; want an error naming the version", version, err)
+					if err == nil {
+						s.Close()
+					}
+				}
+				if _, err := os.Stat(name); err != nil {
+					t.Errorf("the version %s file was moved: %v", version, err)
+				}
+			})
+		}
 	}
 }
 
-// writeLegacy writes a message in the two-file format of format version
-// 1, as the relay before it wrote it: ID.eml, the body, and ID.json, its
-// indented envelope. It returns the message's envelope as Open loads it.
-func writeLegacy(t testing.TB, dir, id string, body []byte, attempts int) *Envelope {
+// writeVersion2 queues a message as a relay of format version 2 left it
+// after one attempt: an envelope line of version 2 in ID.mail, and an
+// ID.json of version 2 whose replies are strings. It returns the envelope
+// Open loads, replies converted.
+func writeVersion2(t testing.TB, dir string, body []byte) *Envelope {
 	t.Helper()
-	q := filepath.Join(dir, queueName)
-	if err := os.MkdirAll(q, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(q, id+legacySuffix), body, 0o600); err != nil {
+	s := openSpool(t, dir, Options{NoSync: true})
+	env := testEnvelope("ops@example.com", "boss@example.com", "gone@example.com", "late@example.com")
+	id := commit(t, s, body, env)
+	s.Close()
+	name := filepath.Join(dir, queueName, id+msgSuffix)
+	raw, _ := os.ReadFile(name)
+	if err := os.WriteFile(name, bytes.Replace(raw, []byte(`"version":3`), []byte(`"version":2`), 1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	js := fmt.Sprintf(`{
-  "version": 1,
+  "version": 2,
   "id": %q,
   "profile": "office365",
   "from": "alarms@plant.example.com",
   "user": "scada",
   "recipients": [
-    {
-      "addr": "ops@example.com",
-      "state": "delivered",
-      "reply": "250 2.0.0 OK"
-    },
-    {
-      "addr": "boss@example.com",
-      "state": "pending",
-      "reply": "451 4.7.0 try later"
-    }
+    {"addr": "ops@example.com", "state": "delivered", "reply": "2.0.0 Ok: queued as 4dXyz"},
+    {"addr": "boss@example.com", "state": "pending", "reply": "upstream mx.example.com:587: RCPT TO: 451 4.7.0 try later"},
+    {"addr": "gone@example.com", "state": "pending", "reply": "upstream mx.example.com:465: RCPT TO: 550 no such user"},
+    {"addr": "late@example.com", "state": "pending", "reply": "gave up after 9 attempts over 120h0m0s: upstream mx.example.com:587: connect: connection refused"}
   ],
-  "arrived": "2025-11-25T07:59:12.123456Z",
+  "arrived": %q,
   "next_attempt": "2025-11-25T08:04:12Z",
-  "attempts": %d,
-  "last_error": "451 4.7.0 try later",
+  "attempts": 1,
+  "last_error": "upstream mx.example.com:587: RCPT TO: 451 4.7.0 try later",
   "size": %d
 }
-`, id, attempts, len(body))
-	if err := os.WriteFile(filepath.Join(q, id+envSuffix), []byte(js), 0o600); err != nil {
+`, id, env.Arrived.UTC().Format(time.RFC3339Nano), len(body))
+	if err := os.WriteFile(filepath.Join(dir, queueName, id+envSuffix), []byte(js), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &Envelope{
-		ID: id, Profile: "office365", From: "alarms@plant.example.com", User: "scada",
-		Recipients: []Recipient{
-			{Addr: "ops@example.com", State: Delivered, Reply: "250 2.0.0 OK"},
-			{Addr: "boss@example.com", State: Pending, Reply: "451 4.7.0 try later"},
-		},
-		Arrived:     time.Date(2025, 11, 25, 7, 59, 12, 123456000, time.UTC),
-		NextAttempt: time.Date(2025, 11, 25, 8, 4, 12, 0, time.UTC),
-		Attempts:    attempts, LastError: "451 4.7.0 try later", Size: int64(len(body)),
+	env.Arrived = env.Arrived.UTC()
+	env.NextAttempt = time.Date(2025, 11, 25, 8, 4, 12, 0, time.UTC)
+	env.Attempts, env.LastError = 1, "upstream mx.example.com:587: RCPT TO: 451 4.7.0 try later"
+	env.Recipients = []Recipient{
+		// A success: no code in the text, none taken.
+		{Addr: "ops@example.com", State: Delivered, Reply: Reply{Text: "2.0.0 Ok: queued as 4dXyz"}},
+		{Addr: "boss@example.com", State: Pending, Reply: Reply{Code: 451, Enhanced: "4.7.0", Text: "upstream mx.example.com:587: RCPT TO: 451 4.7.0 try later"}},
+		// Without an enhanced code, and with a port that looks like a code.
+		{Addr: "gone@example.com", State: Pending, Reply: Reply{Text: "upstream mx.example.com:465: RCPT TO: 550 no such user"}},
+		{Addr: "late@example.com", State: Pending, Reply: Reply{Enhanced: "4.4.7", Text: "gave up after 9 attempts over 120h0m0s: upstream mx.example.com:587: connect: connection refused"}},
 	}
+	return env
 }
 
-// TestLegacyFormat: a spool written by the two-file version (format 1)
-// loads beside new messages; its messages are read, updated (staying in
-// their format) and removed.
-func TestLegacyFormat(t *testing.T) {
+// TestVersion2Format: mail queued by a relay of format version 2 loads,
+// with each reply string converted to its code, enhanced code and text;
+// an Update writes version 3, and the message reads the same after a
+// restart.
+func TestVersion2Format(t *testing.T) {
 	dir := t.TempDir()
-	var gen idGen
-	id := gen.next(time.Date(2025, 11, 25, 7, 59, 12, 0, time.UTC))
 	body := []byte("Received: from plc\r\nSubject: old\r\n\r\nqueued before the upgrade\r\n")
-	want := writeLegacy(t, dir, id, body, 1)
-
+	want := writeVersion2(t, dir, body)
 	s := openSpool(t, dir, Options{})
+	id := want.ID
 	if got, err := s.Envelope(id); err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Envelope(%s) = %+v, %v; want %+v", id, got, err, want)
 	}
 	if got := readBody(t, s, id); !bytes.Equal(got, body) {
 		t.Errorf("body = %q; want %q", got, body)
 	}
-	newID := commit(t, s, []byte("new\r\n"), testEnvelope())
-	if list, _ := s.List(); len(list) != 2 || list[0].ID != id || list[1].ID != newID {
-		t.Errorf("List() = %v; want [%s %s]", list, id, newID)
-	}
-
-	// An update keeps the message in its format: an ID.json of version 1
-	// beside the unchanged ID.eml.
 	want.Attempts = 2
 	if err := s.Update(context.Background(), want); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := os.ReadFile(filepath.Join(dir, queueName, id+envSuffix))
-	if !strings.Contains(string(js), `"version": 1`) || !strings.Contains(string(js), `"attempts": 2`) {
+	if !strings.Contains(string(js), `"version": 3`) || !strings.Contains(string(js), `"enhanced": "4.4.7"`) {
 		t.Errorf("updated %s:\n%s", id+envSuffix, js)
 	}
 	s.Close()
@@ -580,50 +574,28 @@ func TestLegacyFormat(t *testing.T) {
 	if got, _ := s.Envelope(id); !reflect.DeepEqual(got, want) {
 		t.Errorf("after reopening, Envelope(%s) = %+v; want %+v", id, got, want)
 	}
-	if got := readBody(t, s, id); !bytes.Equal(got, body) {
-		t.Errorf("body after reopening = %q; want %q", got, body)
-	}
 	if err := s.Remove(id); err != nil {
 		t.Fatal(err)
 	}
-	if files := queueFiles(t, dir); !slices.Equal(files, []string{newID + msgSuffix}) {
-		t.Errorf("after Remove(%s), queue/ holds %v; want only %s", id, files, newID+msgSuffix)
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("after Remove(%s), queue/ holds %v", id, files)
 	}
 }
 
-// TestLegacyMismatch: files of the two formats that do not fit together are
-// quarantined.
-func TestLegacyMismatch(t *testing.T) {
-	dir := t.TempDir()
-	var gen idGen
-	now := time.Now()
-	sizeOff := gen.next(now) // ID.eml shorter than its envelope says
-	writeLegacy(t, dir, sizeOff, []byte("body\r\n"), 1)
-	os.WriteFile(filepath.Join(dir, queueName, sizeOff+legacySuffix), []byte("bod"), 0o600)
-	v2JSON := gen.next(now) // a version 2 ID.json beside an ID.eml
-	writeLegacy(t, dir, v2JSON, []byte("body\r\n"), 1)
-	js, _ := os.ReadFile(filepath.Join(dir, queueName, v2JSON+envSuffix))
-	os.WriteFile(filepath.Join(dir, queueName, v2JSON+envSuffix), bytes.Replace(js, []byte(`"version": 1`), []byte(`"version": 2`), 1), 0o600)
-	s := openSpool(t, dir, Options{})
-	v1JSON := commit(t, s, []byte("body\r\n"), testEnvelope()) // a version 1 ID.json beside an ID.mail
-	both := commit(t, s, []byte("body\r\n"), testEnvelope())   // ID.mail and ID.eml
-	s.Close()
-	writeLegacy(t, dir, v1JSON, []byte("body\r\n"), 1)
-	os.Remove(filepath.Join(dir, queueName, v1JSON+legacySuffix))
-	writeLegacy(t, dir, both, []byte("body\r\n"), 1)
-	os.Remove(filepath.Join(dir, queueName, both+envSuffix))
-
-	s = openSpool(t, dir, Options{})
-	if s.Len() != 0 {
-		list, _ := s.List()
-		t.Errorf("List() = %v; want nothing", list)
+// TestRecipientJSON: the JSON API form of a recipient keeps the reply text
+// under "Reply", with the codes beside it, and reads back the same.
+func TestRecipientJSON(t *testing.T) {
+	r := Recipient{Addr: "gone@example.com", State: Failed, Reply: Reply{Code: 550, Enhanced: "5.1.1", Text: "upstream mx:25: RCPT TO: 550 5.1.1 User unknown"}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if files := queueFiles(t, dir); len(files) != 0 {
-		t.Errorf("queue/ holds %v; want nothing", files)
+	if want := `{"Addr":"gone@example.com","State":"failed","Reply":"upstream mx:25: RCPT TO: 550 5.1.1 User unknown","Code":550,"EnhancedCode":"5.1.1"}`; string(b) != want {
+		t.Errorf("json.Marshal = %s; want %s", b, want)
 	}
-	q, _ := os.ReadDir(filepath.Join(dir, quarantineName))
-	if len(q) != 8 {
-		t.Errorf("quarantine/ holds %d files; want 8", len(q))
+	var back Recipient
+	if err := json.Unmarshal(b, &back); err != nil || back != r {
+		t.Errorf("json.Unmarshal = %+v, %v; want %+v", back, err, r)
 	}
 }
 
@@ -833,25 +805,6 @@ func TestIDsSortAndDiffer(t *testing.T) {
 	var a, b idGen
 	if x, y := a.next(base), b.next(base); x == y || x[:idTimeLen] != y[:idTimeLen] {
 		t.Errorf("IDs %q and %q: want the same time part and different random parts", x, y)
-	}
-}
-
-func TestClaim(t *testing.T) {
-	s := openSpool(t, t.TempDir(), Options{NoSync: true})
-	id := commit(t, s, []byte("x\r\n"), testEnvelope())
-	if !s.Claim(id) {
-		t.Fatal("first Claim = false")
-	}
-	if s.Claim(id) {
-		t.Error("second Claim = true")
-	}
-	s.Release(id)
-	if !s.Claim(id) {
-		t.Error("Claim after Release = false")
-	}
-	s.Remove(id)
-	if s.Claim(id) {
-		t.Error("Claim of a removed message = true")
 	}
 }
 

@@ -21,6 +21,7 @@ type Conn struct {
 	client *smtp.Client
 	raw    net.Conn
 	trace  *trace
+	params *mailParamConn // sets BODY= of MAIL FROM (mailparam.go)
 
 	broken bool // a network failure or a cut-off transaction: do not reuse
 	dirty  bool // a transaction was started and not completed: RSET first
@@ -166,11 +167,17 @@ func hasWord(list, word string) bool {
 	return false
 }
 
-// Mail starts a transaction (MAIL FROM), after an RSET if an earlier one
-// was left open.
-func (c *Conn) Mail(ctx context.Context, from string, size int64, utf8 bool) error {
+// Mail starts a transaction (MAIL FROM) with msg's From, Size, UTF8 and
+// BodyType, after an RSET if an earlier one was left open. A message that
+// needs SMTPUTF8 cannot go to an upstream that does not offer it, now or
+// later: a permanent 553 5.6.7 (RFC 6531 §3.7.5), and nothing is sent.
+func (c *Conn) Mail(ctx context.Context, msg *Message) error {
 	if c.broken {
 		return &Error{Addr: c.sender.addr, Step: StepMail, Temporary: true, Message: "connection is no longer usable"}
+	}
+	if ok, _ := c.client.Extension("SMTPUTF8"); msg.UTF8 && !ok {
+		return &Error{Addr: c.sender.addr, Step: StepMail, Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: "the upstream does not offer SMTPUTF8, which this message needs for its non-ASCII addresses"}
 	}
 	defer c.guard(ctx)()
 	if c.dirty {
@@ -180,7 +187,10 @@ func (c *Conn) Mail(ctx context.Context, from string, size int64, utf8 bool) err
 		c.dirty = false
 	}
 	c.dirty = true
-	if err := c.client.Mail(from, &smtp.MailOptions{Size: size, UTF8: utf8}); err != nil {
+	c.params.body = msg.BodyType
+	err := c.client.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8})
+	c.params.body = ""
+	if err != nil {
 		return c.fail(ctx, StepMail, err)
 	}
 	return nil
@@ -244,7 +254,7 @@ func (c *Conn) Send(ctx context.Context, msg *Message) (*Result, error) {
 	if len(msg.To) == 0 {
 		return nil, errors.New("upstream: a message needs at least one recipient")
 	}
-	if err := c.Mail(ctx, msg.From, msg.Size, msg.UTF8); err != nil {
+	if err := c.Mail(ctx, msg); err != nil {
 		return nil, err
 	}
 	res := &Result{Rcpts: make([]error, len(msg.To))}

@@ -136,6 +136,9 @@ type Message struct {
 	Body io.Reader
 	Size int64 // for SIZE=, if known
 	UTF8 bool  // the envelope needs SMTPUTF8
+	// BodyType is BODY= of MAIL FROM, sent only when the client declared it
+	// and the upstream offers 8BITMIME.
+	BodyType string // as the client declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 }
 
 // Result is the outcome of a Send in which the upstream took part.
@@ -238,14 +241,15 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 			return nil, err
 		}
 	}
-	client := smtp.NewClient(&replayConn{Conn: tr.wrap(conn), pending: greeting})
+	params := &mailParamConn{Conn: &replayConn{Conn: tr.wrap(conn), pending: greeting}}
+	client := smtp.NewClient(params)
 	client.CommandTimeout = s.timeout
 	client.SubmissionTimeout = s.timeout
 	if err := client.Hello(helo); err != nil {
 		client.Close()
 		return nil, classify(s.addr, StepEHLO, err)
 	}
-	return &Conn{sender: s, client: client, raw: raw, trace: tr}, nil
+	return &Conn{sender: s, client: client, raw: raw, trace: tr, params: params}, nil
 }
 
 // handshake runs the TLS client handshake and checks the negotiated

@@ -7,7 +7,7 @@
 //	relay check [-config FILE]       validate the configuration
 //	relay test -profile NAME -to ADDR [-from ADDR] [-subject S] [-v]
 //	relay queue list|retry ID|all|delete ID
-//	relay token status [NAME] | refresh NAME | grant NAME
+//	relay token status [NAME] | refresh NAME | grant [-device] NAME
 //	relay sendmail [-t] [-f ADDR] [-i] [rcpt ...] < message
 //	relay hash-password              bcrypt a password read on stdin
 //	relay version
@@ -57,7 +57,7 @@ func commands() []command {
 		{"check", "validate the configuration and list the profiles", runCheck},
 		{"test", "send a test email through a profile now", runTest},
 		{"queue", "list, retry or delete queued messages (list [-json] | retry ID|all | delete ID)", runQueue},
-		{"token", "OAuth2 tokens of the profiles (status [NAME] | refresh NAME | grant NAME)", runToken},
+		{"token", "OAuth2 tokens of the profiles (status [NAME] | refresh NAME | grant [-device] NAME)", runToken},
 		{"sendmail", "submit the message on stdin to the running relay, as sendmail(8) does", runSendmail},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},

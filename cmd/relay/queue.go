@@ -180,8 +180,8 @@ func printQueue(w io.Writer, envs []*spool.Envelope) {
 		fmt.Fprintf(w, "  from %s\n", from)
 		for _, r := range e.Recipients {
 			line := fmt.Sprintf("  to <%s>: %s", r.Addr, r.State)
-			if r.Reply != "" {
-				line += ": " + r.Reply
+			if r.Reply.Text != "" {
+				line += ": " + r.Reply.Text
 			}
 			fmt.Fprintln(w, line)
 		}

@@ -210,8 +210,11 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	host := localHostname()
 	sender := o.from
-	if !o.fromSet {
+	switch {
+	case !o.fromSet:
 		sender = localUser() + "@" + host
+	case sender != "" && !strings.Contains(sender, "@"):
+		sender += "@" + host // -f root, as cronie passes it: root@host, as sendmail qualifies it
 	}
 	var rcpts []string
 	for _, a := range o.rcpts {

@@ -361,6 +361,27 @@ func TestSendmailEnvelope(t *testing.T) {
 	}
 }
 
+// TestSendmailCronie: cronie (the cron of RHEL, Fedora and Alpine) mails
+// a job's output with exactly this command line; -f root must become
+// root@host, as README promises for bare names (relay refuses a sender
+// without a domain).
+func TestSendmailCronie(t *testing.T) {
+	p, u := startUpstreamRelay(t, testpeer.UpstreamOptions{})
+	msg := "To: root\nSubject: Cron <root@host> /usr/local/bin/backup\n\nbackup done\n"
+	code, stderr := sendmail(t, t.TempDir(), nil, msg, "-smtp", p.addr, "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root")
+	if code != 0 {
+		t.Fatalf("cronie's sendmail command: exit %d: %s", code, stderr)
+	}
+	host, _ := os.Hostname()
+	m := u.WaitMessages(t, 1, 10*time.Second)[0]
+	if m.From != "root@"+host || !reflect.DeepEqual(m.To, []string{"root@" + host}) {
+		t.Errorf("envelope = %s → %q; want root@%s → root@%s", m.From, m.To, host, host)
+	}
+	if data := string(m.Data); !strings.Contains(data, "From: \"CronDaemon\" <root@"+host+">\r\n") || !strings.Contains(data, "\r\nbackup done\r\n") {
+		t.Errorf("message:\n%s", data)
+	}
+}
+
 func TestSendmailFailures(t *testing.T) {
 	refuse := func(to string) error {
 		switch {

@@ -75,7 +75,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer tokens.Close()
 	metrics := admin.NewMetrics()
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: transports(logger, tokens, false), Spool: sp, Events: metrics.Observe})
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: relay.Transports(upstream.Options{Logger: logger}, tokens), Spool: sp, Events: metrics.Observe})
 	if err != nil {
 		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
@@ -207,59 +207,11 @@ func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.
 		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
 		return "reload refused: " + err.Error()
 	}
-	for _, key := range restartOnly(old, cfg) {
+	for _, key := range relay.RestartOnly(old, cfg) {
 		logger.Warn("reload: this setting takes effect only after a restart", "key", key)
 	}
 	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
 	return "configuration reloaded"
-}
-
-// restartOnly names the settings that differ between two configurations
-// but are fixed while relay runs: the listeners, TLS and the limits the
-// SMTP library holds.
-func restartOnly(old, cur *config.Config) []string {
-	var keys []string
-	o, c := old.Server, cur.Server
-	check := func(key string, changed bool) {
-		if changed {
-			keys = append(keys, key)
-		}
-	}
-	check("server.listen", o.Listen != c.Listen)
-	check("server.hostname", o.Hostname != c.Hostname)
-	check("server.data_dir", o.DataDir != c.DataDir)
-	check("server.max_message_bytes", o.MaxMessageBytes != c.MaxMessageBytes)
-	check("server.max_recipients", o.MaxRecipients != c.MaxRecipients)
-	check("server.read_timeout", o.ReadTimeout != c.ReadTimeout)
-	check("server.write_timeout", o.WriteTimeout != c.WriteTimeout)
-	check("server.tls_cert_file", o.TLSCertFile != c.TLSCertFile || o.TLSKeyFile != c.TLSKeyFile)
-	check("server.smtps_listen", o.SMTPSListen != c.SMTPSListen)
-	check("admin.listen", old.Admin.Listen != cur.Admin.Listen)
-	check("admin.password_hash", old.Admin.PasswordHash != cur.Admin.PasswordHash)
-	return keys
-}
-
-// transports makes each profile's transport: a Maildir, or an upstream
-// SMTP server with its token source for OAuth2 profiles.
-func transports(logger *slog.Logger, tokens *oauth.Manager, debug bool) relay.TransportFactory {
-	return func(p *config.Profile) (relay.Transport, error) {
-		if p.Kind == config.KindMaildir {
-			return relay.NewMaildir(p.Path)
-		}
-		opts := upstream.Options{Logger: logger, Debug: debug}
-		if p.IsOAuth2() {
-			src := tokens.Source(p.Name)
-			if src == nil {
-				return nil, fmt.Errorf("no token source for OAuth2 profile %q", p.Name)
-			}
-			opts.Tokens = src
-		}
-		s, err := upstream.New(p, opts)
-		if err != nil {
-			return nil, err
-		}
-		return relay.SenderTransport(s), nil
-	}
 }
 
 // serveAdmin serves the admin listener (package admin): the pages, the

@@ -81,7 +81,7 @@ func sendNow(ctx context.Context, cfg *config.Config, p *config.Profile, logger 
 		}
 		defer tokens.Close()
 	}
-	t, err := transports(logger, tokens, verbose)(p)
+	t, err := relay.Transports(upstream.Options{Logger: logger, Debug: verbose}, tokens)(p)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"time"
 
@@ -18,14 +16,10 @@ import (
 	"github.com/relaymail/relay/spool"
 )
 
-// grantWait bounds how long `relay token grant` waits for the browser: the
-// token manager forgets a grant after ten minutes.
-const grantWait = 10 * time.Minute
-
 // runToken shows and renews the OAuth2 tokens of the profiles: through the
 // running relay's admin API, or on the data directory when none runs.
-func runToken(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	usage := "usage: relay token status [NAME] [-json] | refresh NAME | grant NAME  [-config FILE] [-password-file FILE]"
+func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	usage := "usage: relay token status [NAME] [-json] | refresh NAME | grant [-device] NAME  [-config FILE] [-password-file FILE]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return exitFail
@@ -34,6 +28,7 @@ func runToken(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("token "+verb, stderr)
 	cfgFlag := fs.String("config", "", "configuration file")
 	asJSON := fs.Bool("json", false, "status: print JSON")
+	device := fs.Bool("device", false, "grant: sign in with a device code (RFC 8628) instead of a browser redirect")
 	passwordFile := passwordFlag(fs)
 	// Flags may follow the profile name: relay token refresh o365 -config x.
 	var name string
@@ -81,7 +76,10 @@ func runToken(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	case "refresh":
 		return t.refresh()
 	}
-	return t.grant()
+	if *device {
+		return t.grantDevice()
+	}
+	return t.grant(stdin)
 }
 
 type tokenCmd struct {
@@ -178,9 +176,19 @@ func printStatus(w io.Writer, st admin.TokenStatus) {
 	fmt.Fprintf(w, "%s: %s, %s, refresh token %s (%s; %d token requests, %d failed)\n", st.Profile, st.State, expiry, refresh, flow, st.Requests, st.Failures)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error %s: %s\n", st.LastErrorAt.Local().Format("2006-01-02 15:04:05"), st.LastError)
+		if st.Hint != "" {
+			fmt.Fprintf(w, "  hint: %s\n", st.Hint)
+		}
+	}
+	if g := st.Grant; g != nil && g.State == admin.GrantPending {
+		fmt.Fprintf(w, "  device sign-in pending: open %s and enter %s\n", g.VerificationURI, g.UserCode)
 	}
 	if st.State == admin.StateInvalid && st.Interactive {
-		fmt.Fprintf(w, "  needs a new grant: relay token grant %s\n", st.Profile)
+		device := ""
+		if st.DeviceSignIn {
+			device = " (or relay token grant -device " + st.Profile + " to sign in with a code)"
+		}
+		fmt.Fprintf(w, "  needs a new grant: relay token grant %s%s\n", st.Profile, device)
 	}
 }
 
@@ -221,101 +229,4 @@ func (t *tokenCmd) refresh() int {
 		}
 	}
 	return exitOK
-}
-
-// grant runs the authorization code grant of an interactive profile: it
-// prints the URL to open in a browser and waits until the token arrives,
-// on the running relay or on its own callback listener.
-func (t *tokenCmd) grant() int {
-	start := time.Now().Add(-time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), grantWait)
-	defer cancel()
-	done := func(st admin.TokenStatus) (bool, error) {
-		switch {
-		case st.State == admin.StateValid && st.LastRefresh.After(start):
-			return true, nil
-		case st.LastError != "" && st.LastErrorAt.After(start):
-			return true, fmt.Errorf("the grant failed: %s", st.LastError)
-		}
-		return false, nil
-	}
-	if t.client != nil {
-		u, err := t.client.StartGrant(ctx, t.name)
-		if err != nil {
-			return t.fail(err)
-		}
-		t.printURL(u, t.client.BaseURL)
-		for {
-			st, err := t.client.Token(ctx, t.name)
-			if err != nil {
-				return t.fail(err)
-			}
-			if ok, err := done(st); ok {
-				if err != nil {
-					return t.fail(err)
-				}
-				printStatus(t.stdout, st)
-				return exitOK
-			}
-			select {
-			case <-ctx.Done():
-				return t.fail(fmt.Errorf("no token after %v; run relay token grant %s again", grantWait, t.name))
-			case <-time.After(time.Second):
-			}
-		}
-	}
-
-	// No relay runs: receive the redirect here, on admin.listen.
-	if t.cfg.Admin.Listen == "" {
-		return t.fail(errors.New("admin.listen is off, so nothing can receive the authorization server's redirect; set it (default 127.0.0.1:8025)"))
-	}
-	m, err := t.manager(true)
-	if err != nil {
-		return t.fail(err)
-	}
-	defer m.Close()
-	ln, err := net.Listen("tcp", t.cfg.Admin.Listen)
-	if err != nil {
-		return t.fail(fmt.Errorf("listen on admin.listen for the redirect: %w", err))
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /oauth2/callback", m.CallbackHandler())
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		hs.Shutdown(sctx)
-	}()
-	u, err := m.StartGrant(t.name)
-	if err != nil {
-		return t.fail(err)
-	}
-	t.printURL(u, "http://"+ln.Addr().String())
-	src := m.Source(t.name)
-	tk := admin.OAuthTokens(m)
-	for {
-		changed := src.Changed()
-		for _, st := range tk.Statuses() {
-			if st.Profile != t.name {
-				continue
-			}
-			if ok, err := done(st); ok {
-				if err != nil {
-					return t.fail(err)
-				}
-				printStatus(t.stdout, st)
-				return exitOK
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return t.fail(fmt.Errorf("no token after %v; run relay token grant %s again", grantWait, t.name))
-		case <-changed:
-		}
-	}
-}
-
-func (t *tokenCmd) printURL(u, base string) {
-	fmt.Fprintf(t.stdout, "Open this URL in a browser and allow access for profile %s:\n\n  %s\n\nWaiting (at most %v) for the authorization server to send the browser back to %s/oauth2/callback ...\n", t.name, u, grantWait, base)
 }

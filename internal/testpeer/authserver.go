@@ -47,6 +47,12 @@ type AuthOptions struct {
 	// of these scopes (as Microsoft does with offline_access); by default
 	// every code exchange returns a refresh token.
 	RefreshTokenScopes []string
+	// CertificateClients are clients that authenticate with a client
+	// assertion (RFC 7523 §2.2, private_key_jwt) signed by the key of
+	// their certificate; ServiceAccounts may use the JWT bearer grant
+	// (RFC 7523 §2.1). See authserver_jwt.go.
+	CertificateClients []CertificateClient
+	ServiceAccounts    []ServiceAccount
 }
 
 // AuthFailure selects how the token endpoint fails.
@@ -132,6 +138,10 @@ func StartAuthServer(t testing.TB, opts AuthOptions) *AuthServer {
 		AudienceMatchingStrategy: fosite.DefaultAudienceMatchingStrategy,
 		EnforcePKCE:              true, // RFC 9700 §2.1.1
 		RefreshTokenScopes:       opts.RefreshTokenScopes,
+		// Google's assertions carry neither jti nor nbf.
+		GrantTypeJWTBearerIDOptional:        true,
+		GrantTypeJWTBearerCanSkipClientAuth: true,
+		GrantTypeJWTBearerMaxDuration:       time.Hour + time.Minute,
 	}
 	if cfg.RefreshTokenScopes == nil {
 		cfg.RefreshTokenScopes = []string{} // fosite: empty means always
@@ -149,6 +159,7 @@ func StartAuthServer(t testing.TB, opts AuthOptions) *AuthServer {
 		ResponseTypes: []string{"code"},
 		Scopes:        opts.Scopes,
 	}
+	registerJWTClients(st, opts)
 	a := &AuthServer{
 		opts:       opts,
 		store:      st,
@@ -162,6 +173,7 @@ func StartAuthServer(t testing.TB, opts AuthOptions) *AuthServer {
 		compose.OAuth2PKCEFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
+		compose.RFC7523AssertionGrantFactory,
 	)
 
 	mux := http.NewServeMux()
@@ -185,6 +197,7 @@ func StartAuthServer(t testing.TB, opts AuthOptions) *AuthServer {
 	}
 	a.tokenAddr = tln.Addr().String()
 	a.TokenURL = "http://" + a.tokenAddr + "/token"
+	cfg.TokenURL = a.TokenURL // the aud of client assertions and JWT bearer grants
 	a.serveToken(tln)
 	t.Cleanup(a.close)
 	return a

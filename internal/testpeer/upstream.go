@@ -54,6 +54,10 @@ type UpstreamOptions struct {
 	// bring an upstream back on the port of one that was down.
 	Addr string
 
+	// NoSMTPUTF8 makes the upstream not offer SMTPUTF8 (RFC 6531), as
+	// many older servers do not.
+	NoSMTPUTF8 bool
+
 	// MaxConns, when positive, refuses connections beyond that many at
 	// once with "421 4.3.2 Too many connections", as Office 365 does past a
 	// few per mailbox.
@@ -68,7 +72,8 @@ type Message struct {
 	User string // authenticated user, or ""
 	TLS  bool
 	Helo string
-	UTF8 bool // MAIL had the SMTPUTF8 parameter
+	UTF8 bool   // MAIL had the SMTPUTF8 parameter
+	Body string // MAIL's BODY= parameter (RFC 6152): "", "7BIT" or "8BITMIME"
 }
 
 // Upstream is a running go-smtp server on 127.0.0.1.
@@ -99,7 +104,7 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 	s.WriteTimeout = 30 * time.Second
 	s.MaxMessageBytes = 32 << 20
 	s.AllowInsecureAuth = true
-	s.EnableSMTPUTF8 = true
+	s.EnableSMTPUTF8 = !opts.NoSMTPUTF8
 	s.ErrorLog = log.New(io.Discard, "", 0)
 	u.server = s
 
@@ -220,6 +225,7 @@ type upstreamSession struct {
 	user string
 	from string
 	utf8 bool
+	body string
 	to   []string
 }
 
@@ -271,6 +277,10 @@ func (s *upstreamSession) Mail(from string, opts *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	}
 	s.utf8 = opts != nil && opts.UTF8
+	s.body = ""
+	if opts != nil {
+		s.body = string(opts.Body)
+	}
 	if err := s.checkASCII(from); err != nil {
 		return err
 	}
@@ -301,7 +311,7 @@ func (s *upstreamSession) Data(r io.Reader) error {
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
 	}
-	m := Message{From: s.from, To: append([]string(nil), s.to...), Data: buf.Bytes(), User: s.user, TLS: s.tls, Helo: s.helo, UTF8: s.utf8}
+	m := Message{From: s.from, To: append([]string(nil), s.to...), Data: buf.Bytes(), User: s.user, TLS: s.tls, Helo: s.helo, UTF8: s.utf8, Body: s.body}
 	if s.u.opts.OnData != nil {
 		if err := s.u.opts.OnData(m); err != nil {
 			var se *smtp.SMTPError
@@ -332,7 +342,7 @@ func (s *upstreamSession) checkASCII(addr string) error {
 	return nil
 }
 
-func (s *upstreamSession) Reset() { s.from, s.to, s.utf8 = "", nil, false }
+func (s *upstreamSession) Reset() { s.from, s.to, s.utf8, s.body = "", nil, false, "" }
 
 func (s *upstreamSession) Logout() error { return nil }
 
@@ -354,12 +364,21 @@ func (l *delayListener) Accept() (net.Conn, error) {
 // XOAUTH2 makes opts an upstream that takes XOAUTH2 logins and checks each
 // token with the authorization server, refusing bad ones in style.
 func XOAUTH2(opts UpstreamOptions, auth *AuthServer, style AuthXOAUTH2Style) UpstreamOptions {
+	return XOAUTH2Check(opts, func(token string) error {
+		_, err := auth.Validate(context.Background(), token)
+		return err
+	}, style)
+}
+
+// XOAUTH2Check makes opts an upstream that takes XOAUTH2 logins whose
+// token check accepts, refusing others in style.
+func XOAUTH2Check(opts UpstreamOptions, check func(token string) error, style AuthXOAUTH2Style) UpstreamOptions {
 	if opts.ExtraAuth == nil {
 		opts.ExtraAuth = map[string]func(func(string)) sasl.Server{}
 	}
 	opts.ExtraAuth["XOAUTH2"] = func(setUser func(string)) sasl.Server {
 		return NewAuthXOAUTH2Server(style, func(user, token string) error {
-			if _, err := auth.Validate(context.Background(), token); err != nil {
+			if err := check(token); err != nil {
 				return err
 			}
 			setUser(user)

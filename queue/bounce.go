@@ -1,4 +1,4 @@
-package relay
+package queue
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -27,12 +27,12 @@ const maxBounceHeaders = 64 << 10
 // that the bounce is not queued.
 func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.Time) error {
 	log := q.logger.With("id", env.ID, "profile", env.Profile, "from", env.From, "rcpts", len(failed), "size", env.Size)
-	q.srv.emit(Event{Kind: EventBounced, ID: env.ID, Profile: env.Profile, Err: failed[0].Reply})
+	q.events(Event{Kind: EventBounced, ID: env.ID, Profile: env.Profile, Err: failed[0].Reply.Text})
 	if env.Bounce || env.From == "" {
-		log.Warn("undeliverable bounce discarded", "reply", failed[0].Reply)
+		log.Warn("undeliverable bounce discarded", "reply", failed[0].Reply.Text)
 		return nil
 	}
-	cfg := q.srv.Config()
+	cfg := q.profiles.Config()
 	// RFC 5321 §4.5.5: a DSN goes out with the null reverse-path. An
 	// upstream that takes mail only from its authenticated mailbox (Office
 	// 365, Gmail) refuses that, so such profiles send from the mailbox.
@@ -67,7 +67,7 @@ func (q *Queue) bounce(env *spool.Envelope, failed []spool.Recipient, now time.T
 		log.Error("cannot queue a bounce; the message stays queued and is tried again", "error", err)
 		return err
 	}
-	log.Info("bounced", "bounce_id", bounceEnv.ID, "to", env.From, "reply", failed[0].Reply)
+	log.Info("bounced", "bounce_id", bounceEnv.ID, "to", env.From, "reply", failed[0].Reply.Text, oauth.ReplyHintAttr(failed[0].Reply.Text))
 	q.Enqueue(bounceEnv)
 	return nil
 }
@@ -104,16 +104,12 @@ type dsn struct {
 	now          time.Time
 }
 
-var replyCodes = regexp.MustCompile(`\b([245])\d\d ([245]\.\d{1,3}\.\d{1,3})\b`)
-
-// statusOf finds the enhanced status code (RFC 3463) in a reply, or makes
-// one from its class.
-func statusOf(reply string) string {
-	if m := replyCodes.FindStringSubmatch(reply); m != nil {
-		return m[2]
-	}
-	if strings.HasPrefix(reply, "gave up") {
-		return "4.4.7" // RFC 3463: delivery time expired
+// statusOf is the Status of a failed recipient in a DSN (RFC 3464 §2.3.4):
+// the enhanced status code (RFC 3463) of its reply, else 5.0.0, other
+// undefined status.
+func statusOf(r spool.Reply) string {
+	if r.Enhanced != "" {
+		return r.Enhanced
 	}
 	return "5.0.0"
 }
@@ -157,7 +153,7 @@ func buildDSN(d dsn) ([]byte, error) {
 	fmt.Fprintf(&text, "This is relay at %s.\r\n\r\nYour message could not be delivered to the recipients below.\r\n", d.reportingMTA)
 	fmt.Fprintf(&text, "It was sent on %s through the email profile %q.\r\n\r\n", d.env.Arrived.Format(time.RFC1123Z), d.env.Profile)
 	for _, r := range d.failed {
-		fmt.Fprintf(&text, "<%s>: %s\r\n", r.Addr, oneLineText(r.Reply))
+		fmt.Fprintf(&text, "<%s>: %s\r\n", r.Addr, oneLineText(r.Reply.Text))
 	}
 	if err := write("text/plain; charset=utf-8", []byte(text.String())); err != nil {
 		return nil, err
@@ -171,7 +167,7 @@ func buildDSN(d dsn) ([]byte, error) {
 		fmt.Fprintf(&status, "\r\nFinal-Recipient: rfc822; %s\r\n", r.Addr)
 		fmt.Fprintf(&status, "Action: failed\r\n")
 		fmt.Fprintf(&status, "Status: %s\r\n", statusOf(r.Reply))
-		fmt.Fprintf(&status, "Diagnostic-Code: smtp; %s\r\n", oneLineText(r.Reply))
+		fmt.Fprintf(&status, "Diagnostic-Code: smtp; %s\r\n", oneLineText(r.Reply.Text))
 		fmt.Fprintf(&status, "Last-Attempt-Date: %s\r\n", d.now.Format(time.RFC1123Z))
 	}
 	if err := write("message/delivery-status", []byte(status.String())); err != nil {

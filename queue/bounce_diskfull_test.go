@@ -1,6 +1,6 @@
 //go:build linux
 
-package relay
+package queue
 
 import (
 	"bytes"
@@ -44,11 +44,10 @@ func TestQueueBounceNotWrittenKeepsMessage(t *testing.T) {
 		<-proceed
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	}})
-	sp := openSpool(t, filepath.Join(mnt, "spool"))
-	h := startQueueHarness(t, queueConfig(t, u.Addr, `min_backoff = "1h"
-max_backoff = "1h"`), sp, Options{})
+	sp := testpeer.OpenSpool(t, filepath.Join(mnt, "spool"))
+	h := startQueue(t, testConfig(t, u.Addr, slowBackoff...), sp, Options{})
 
-	id := strings.TrimPrefix(sendOne(t, h.addr, "alarms@plant.example.com", "gone@example.com"), "250 2.0.0 OK queued as ")
+	id := h.submit(t, "alarms@plant.example.com", "gone@example.com")
 	<-inRcpt
 	// Fill the disk to the last page, then let the upstream refuse.
 	var fillers []string
@@ -61,7 +60,7 @@ max_backoff = "1h"`), sp, Options{})
 		fillers = append(fillers, name)
 	}
 	proceed <- struct{}{}
-	waitFor(t, "the failed bounce", 5*time.Second, func() bool { return strings.Contains(h.logs.String(), "cannot queue a bounce") })
+	testpeer.WaitFor(t, "the failed bounce", 5*time.Second, func() bool { return strings.Contains(h.logs.String(), "cannot queue a bounce") })
 	time.Sleep(100 * time.Millisecond)
 	env, err := sp.Envelope(id)
 	if err != nil {
@@ -76,8 +75,8 @@ max_backoff = "1h"`), sp, Options{})
 		os.Remove(name)
 	}
 	proceed <- struct{}{}
-	waitFor(t, "the message to be queued again", 5*time.Second, func() bool {
-		_, err := h.srv.Queue().Retry(context.Background(), id)
+	testpeer.WaitFor(t, "the message to be queued again", 5*time.Second, func() bool {
+		_, err := h.q.Retry(context.Background(), id)
 		return err == nil
 	})
 	<-inRcpt
@@ -85,5 +84,5 @@ max_backoff = "1h"`), sp, Options{})
 	if len(dsn.To) != 1 || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Final-Recipient: rfc822; gone@example.com") {
 		t.Fatalf("upstream got %+v; want the bounce to the sender", dsn)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }

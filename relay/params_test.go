@@ -1,0 +1,66 @@
+package relay
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relaymail/relay/internal/testpeer"
+)
+
+// TestSMTPUTF8ToUpstreamWithout: a message with a non-ASCII address for an
+// upstream that does not offer SMTPUTF8 will never go through: direct
+// mode answers 553 5.6.7 at once (RFC 6531 §3.7.5), queue mode bounces it.
+func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{NoSMTPUTF8: true})
+
+	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+	c := dial(t, direct.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<用户@例子.广告>", 553, "5.6.7")
+
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	addr, _ := startRelayWith(t, queueConfig(t, u.Addr), sp)
+	c = dial(t, addr)
+	c.ehlo()
+	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<用户@例子.广告>", 250, "")
+	if code, last := c.data(msgBody); code != 250 {
+		t.Fatalf("DATA → %q; want 250 (queued)", last)
+	}
+	dsn := u.WaitMessages(t, 1, 10*time.Second)[0]
+	if dsn.From != "" || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Status: 5.6.7") {
+		t.Fatalf("upstream got %s → %q:\n%s\nwant a bounce with Status: 5.6.7 to the sender", dsn.From, dsn.To, dsn.Data)
+	}
+	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+}
+
+// TestBodyTypePassedOn: BODY= goes upstream as the client declared it at
+// MAIL (RFC 6152), in direct and in queue mode: 7BIT, 8BITMIME or none.
+func TestBodyTypePassedOn(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+	queued, _ := startRelayWith(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()))
+	n := 0
+	for _, addr := range []string{direct.addr, queued} {
+		for _, body := range []string{"", "7BIT", "8BITMIME"} {
+			c := dial(t, addr)
+			c.ehlo()
+			param := ""
+			if body != "" {
+				param = " BODY=" + body
+			}
+			c.must("MAIL FROM:<alarms@plant.example.com>"+param, 250, "")
+			c.must("RCPT TO:<ops@example.com>", 250, "")
+			if code, last := c.data(msgBody); code != 250 {
+				t.Fatalf("DATA → %q", last)
+			}
+			c.cmd("QUIT")
+			n++
+			if got := u.WaitMessages(t, n, 10*time.Second)[n-1].Body; got != body {
+				t.Errorf("MAIL FROM with %q: upstream got BODY=%q; want %q", param, got, body)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/oauth"
 )
 
 // TestQueueRefusedRecipientBounces: one of two recipients refused with
@@ -117,4 +118,26 @@ func TestQueueDeliversVersion2Spool(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(dir, "queue", "*"))
 		return sp.Len() == 0 && len(files) == 0
 	})
+}
+
+// TestQueueLogsReplyHint: a refusal a person can act on (Exchange's
+// SendAsDenied) carries its hint in the queue's log line, as the admin
+// page shows it.
+func TestQueueLogsReplyHint(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnData: func(testpeer.Message) error {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 2, 0}, Message: "STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied"}
+	}})
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	h := startQueue(t, testConfig(t, u.Addr), sp, Options{})
+	h.submit(t, "alarms@plant.example.com", "ops@example.com")
+	want := oauth.ReplyHint("554 5.2.0 SendAsDenied")
+	if want == "" {
+		t.Fatal("no hint for SendAsDenied in oauth's table")
+	}
+	testpeer.WaitFor(t, "the bounced line", 10*time.Second, func() bool { return strings.Contains(h.logs.String(), "msg=bounced") })
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "msg=bounced") && !strings.Contains(line, "hint=") {
+			t.Errorf("bounced line without its hint: %s", line)
+		}
+	}
 }

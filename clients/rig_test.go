@@ -22,7 +22,6 @@ import (
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/relay"
-	"github.com/relaymail/relay/spool"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -132,20 +131,8 @@ delivery = "queue"
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	sp, err := spool.Open(filepath.Join(dataDir, "spool"), spool.Options{Logger: logger, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Spool: sp, Transports: func(p *config.Profile) (relay.Transport, error) {
-		if p.Kind == config.KindMaildir {
-			return relay.NewMaildir(p.Path)
-		}
-		s, err := upstream.New(p, upstream.Options{Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		return relay.SenderTransport(s), nil
-	}})
+	sp := testpeer.OpenSpool(t, filepath.Join(dataDir, "spool"))
+	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Spool: sp, Transports: relay.Transports(upstream.Options{Logger: logger}, nil)})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -167,7 +154,6 @@ delivery = "queue"
 		srv.Close()
 		stopQueue()
 		<-queueDone
-		sp.Close()
 		if t.Failed() {
 			t.Logf("relay logs:\n%s", r.logs)
 		}
@@ -180,22 +166,21 @@ delivery = "queue"
 func (r *rig) arrived(t *testing.T, d destination, subject string) []byte {
 	t.Helper()
 	needle := []byte("Subject: " + subject)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if d.name == "queue" {
-			for _, m := range r.up.Messages() {
-				if containsHeader(m.Data, needle) {
-					return m.Data
-				}
+	var data []byte
+	testpeer.WaitFor(t, fmt.Sprintf("a message with %q at %s", needle, d.name), 90*time.Second, func() bool {
+		if d.name == "maildir" {
+			data = r.fromMaildir(t, needle)
+			return data != nil
+		}
+		for _, m := range r.up.Messages() {
+			if containsHeader(m.Data, needle) {
+				data = m.Data
+				return true
 			}
-		} else if data := r.fromMaildir(t, needle); data != nil {
-			return data
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no message with %q arrived at %s in 90 s", needle, d.name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
+	return data
 }
 
 // fromMaildir returns the message in the Maildir's new/ that holds needle

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
-	"github.com/relaymail/relay/upstream"
 )
 
 // ProfileInfo is one profile as the index page and /api/profiles show it.
@@ -132,7 +130,7 @@ type TestResult struct {
 func defaultTest(p *config.Profile) TestRequest {
 	return TestRequest{
 		From:    relay.DefaultFrom(p),
-		Subject: "relay test email",
+		Subject: relay.TestSubject,
 		Body:    fmt.Sprintf("This is a test email sent by relay through the profile %q (%s).", p.Name, p.Upstream()),
 	}
 }
@@ -155,17 +153,7 @@ func (s *Server) sendTest(ctx context.Context, p *config.Profile, req TestReques
 	ctx, cancel := context.WithTimeout(ctx, s.sendTO)
 	defer cancel()
 	log := s.logger.With("profile", p.Name, "from", msg.From, "to", msg.To)
-	d, err := t.Open(ctx)
-	if err != nil {
-		log.Warn("test email not sent", "error", err.Error())
-		res.Error, res.status = "not sent: "+err.Error(), http.StatusBadGateway
-		return res
-	}
-	defer d.Close()
-	out, err := d.Send(ctx, &upstream.Message{From: msg.From, To: []string{msg.To}, Body: bytes.NewReader(msg.Data), Size: int64(len(msg.Data))})
-	if err == nil && len(out.Rcpts) == 1 && out.Rcpts[0] != nil {
-		err = out.Rcpts[0]
-	}
+	reply, err := relay.SendTest(ctx, t, msg)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (after %v)", err, s.sendTO)
@@ -178,7 +166,7 @@ func (s *Server) sendTest(ctx context.Context, p *config.Profile, req TestReques
 		res.Error, res.status = "not sent: "+err.Error(), http.StatusBadGateway
 		return res
 	}
-	res.Sent, res.Reply = true, "250 "+out.Reply
-	log.Info("test email sent", "reply", out.Reply)
+	res.Sent, res.Reply = true, "250 "+reply
+	log.Info("test email sent", "reply", reply)
 	return res
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# dist/try-systemd.sh: run relay under a real systemd, as README.md's "Run
-# as a service" says, in a throwaway Debian 12 container, and check what the
-# README promises: Type=notify readiness and status, delivery, one journal
-# line per message, reload (a good file and a refused one), sendmail -t, a
-# configuration error without a restart loop, a clean stop, and the
-# hardening's systemd-analyze security score.
+# dist/try-systemd.sh: build the Debian package (dist/release.sh), install
+# it with apt in a throwaway Debian 12 container running a real systemd, and
+# check what README.md promises: the service enabled and started by the
+# install, Type=notify readiness and status, delivery on 127.0.0.1:2525, one
+# journal line per message, reload (a good file and a refused one),
+# sendmail -t, a configuration error without a restart loop, a clean stop,
+# the hardening's systemd-analyze security score, an upgrade that restarts
+# it, apt remove (stopped, data kept) and apt purge (data deleted).
 #
 # Needs root, Go, systemd-nspawn and debootstrap
-# (apt-get install systemd-container debootstrap) and a Debian mirror the
-# first time, to make the container's root file system (about a minute).
+# (apt-get install systemd-container debootstrap), the Go module proxy the
+# first time to build nfpm, and a Debian mirror the first time, to make the
+# container's root file system (about a minute).
 # After that a run takes about half a minute; the root file system is
 # mounted read-only with a tmpfs on top (--volatile=overlay), so each run
 # starts from a fresh Debian. Not part of .ci/run.
@@ -42,12 +45,13 @@ if [ ! -x "$root/lib/systemd/systemd" ]; then
   mv "$root.tmp" "$root"
 fi
 
-# What a checkout holds after step 1 of README: the binary and dist/.
+# The package for this machine's architecture, as a release has it.
 work=$(mktemp -d /tmp/relay-try.XXXXXX)
-echo "== go build -o bin/relay ./cmd/relay"
-mkdir -p "$work/relay/bin"
-go build -o "$work/relay/bin/relay" ./cmd/relay
-cp -r dist "$work/relay/dist"
+arch=$(go env GOARCH)
+echo "== dist/release.sh linux/$arch"
+mkdir -p "$work/relay"
+dist/release.sh -o "$work/relay/pkg" "linux/$arch" >"$work/release.log" 2>&1 || { cat "$work/release.log"; die "dist/release.sh failed"; }
+ls "$work/relay/pkg"/*.deb
 sed -n '/^# --- inside the container ---$/,$p' "$self" >"$work/relay/checks.sh"
 
 echo "== boot systemd in the container"
@@ -119,18 +123,18 @@ wait_for() {
 journal() { journalctl -u relay --no-pager -o cat "$@"; }
 count_new() { find "$1/new" -type f 2>/dev/null | wc -l; }
 
-echo "== README, Run as a service, steps 1 to 4"
+deb=$(ls /root/relay/pkg/relay_*.deb)
+echo "== README, Install: apt install ./${deb##*/}"
 set -x
-install -m 0755 bin/relay /usr/local/bin/relay
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
 relay version
-adduser --system --group --home /var/lib/relay --no-create-home relay
-install -m 0644 -D dist/relay.toml /etc/relay/relay.toml
-relay check -config /etc/relay/relay.toml
-install -m 0644 dist/relay.service /etc/systemd/system/relay.service
-systemctl daemon-reload
-systemctl enable --now relay
 systemctl status relay
 set +x
+check "the package is installed" test "$(dpkg-query -W -f '${Status}' relay)" = "install ok installed"
+check "relay.service is enabled" test "$(systemctl is-enabled relay)" = enabled
+check "relay is a system user (sysusers.d)" bash -c 'uid=$(id -u relay) && [ "$uid" -lt 1000 ] && [ "$(getent passwd relay | cut -d: -f6)" = /var/lib/relay ]'
+check "/etc/relay/relay.toml is a conffile" grep -qx /etc/relay/relay.toml /var/lib/dpkg/info/relay.conffiles
+check "/usr/sbin/sendmail is not the package's" bash -c '! dpkg -S /usr/sbin/sendmail 2>/dev/null'
 cp /etc/relay/relay.toml /root/shipped.toml
 
 echo "== started: Type=notify"
@@ -186,7 +190,7 @@ cp /root/good.toml /etc/relay/relay.toml
 systemctl reload relay
 
 echo "== sendmail"
-ln -s /usr/local/bin/relay /usr/sbin/sendmail
+ln -s /usr/bin/relay /usr/sbin/sendmail
 check "printf ... | sendmail -t" bash -c "printf 'To: x@example.com\nSubject: hi\n\nbody\n' | sendmail -t"
 check "delivered" wait_for 5 bash -c 'grep -l "^Subject: hi" /var/lib/relay/archive/new/* >/dev/null 2>&1'
 check "as another user (nobody), cron's flags" bash -c "printf 'Subject: cron\n\nout\n' | setpriv --reuid=65534 --regid=65534 --clear-groups /usr/sbin/sendmail -FCronDaemon -i -B8BITMIME -oem root"
@@ -216,6 +220,30 @@ echo "== systemd-analyze security relay"
 systemd-analyze security relay --no-pager | grep '✗'
 score=$(systemd-analyze security relay --no-pager | sed -n 's/.*Overall exposure level for relay.service: \([0-9.]*\).*/\1/p')
 check "exposure $score (want below 2.0)" awk -v s="$score" 'BEGIN { exit !(s != "" && s < 2.0) }'
+
+echo "== an upgrade: the same package again"
+systemctl start relay
+pid=$(systemctl show relay -p MainPID --value)
+check "dpkg -i over the installed version" bash -c "dpkg -i '$deb' >/dev/null"
+check "relay restarted: active, a new process" bash -c '[ "$(systemctl is-active relay)" = active ] && [ "$(systemctl show relay -p MainPID --value)" != '"$pid"' ]'
+check "the edited /etc/relay/relay.toml stays" cmp -s /etc/relay/relay.toml /root/good.toml
+
+echo "== apt remove relay"
+mail_before=$(count_new /var/lib/relay/archive)
+check "apt-get remove relay" bash -c 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q relay >/dev/null'
+check "relay stopped" bash -c '! systemctl is-active -q relay && ! pgrep -u relay >/dev/null'
+check "nothing listens on 127.0.0.1:2525" bash -c '! curl -s --max-time 2 smtp://127.0.0.1:2525 >/dev/null'
+check "/usr/bin/relay removed" test ! -e /usr/bin/relay
+check "/var/lib/relay kept, with its $mail_before messages" test -d /var/lib/relay/spool -a "$(count_new /var/lib/relay/archive)" = "$mail_before"
+check "/etc/relay/relay.toml kept" test -f /etc/relay/relay.toml
+check "dpkg: removed, configuration files kept" test "$(dpkg-query -W -f '${Status}' relay)" = "deinstall ok config-files"
+
+echo "== apt purge relay"
+check "apt-get purge relay" bash -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q relay >/dev/null'
+check "/var/lib/relay deleted" test ! -e /var/lib/relay
+check "/etc/relay deleted" test ! -e /etc/relay
+check "dpkg forgot relay" bash -c 's=$(dpkg-query -W -f "\${Status}" relay 2>/dev/null); [ -z "$s" ] || [ "$s" = "unknown ok not-installed" ]'
+rm -f /usr/sbin/sendmail
 
 if [ "$failed" -ne 0 ]; then echo "try-systemd: some checks FAILED"; exit 1; fi
 echo "try-systemd: every check passed"

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/relaymail/relay/internal/syncdir"
 )
 
 // Record is what a Store keeps for one profile: its tokens and what the
@@ -195,12 +197,7 @@ func (s *FileStore) mkdir() error {
 }
 
 func (s *FileStore) syncDir() error {
-	d, err := os.Open(s.Dir)
-	if err != nil {
-		return fmt.Errorf("token store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := syncdir.Path(s.Dir); err != nil {
 		return fmt.Errorf("token store: sync %s: %w", s.Dir, err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	netmail "net/mail"
@@ -12,7 +13,11 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/upstream"
 )
+
+// TestSubject is the subject of a test email unless the user gives one.
+const TestSubject = "relay test email"
 
 // DefaultFrom is the sender of a test email through p: the profile's
 // username when it is an address (Office 365 and Gmail accept mail only
@@ -72,4 +77,37 @@ func ComposeText(from, to, subject, body string, now time.Time) (*Composed, erro
 		return nil, err
 	}
 	return &Composed{From: fromAddr.Address, To: toAddr.Address, Data: buf.Bytes()}, nil
+}
+
+// RecipientError is SendTest's error when the upstream refused the
+// recipient; Err is its reply (an *upstream.Error).
+type RecipientError struct{ Err error }
+
+func (e *RecipientError) Error() string { return e.Err.Error() }
+
+func (e *RecipientError) Unwrap() error { return e.Err }
+
+// SendTest sends msg (from ComposeText) through t at once, on a connection
+// of its own and without the queue: the test email of `relay test` and of
+// the admin page's Send Test Email. It returns the upstream's reply to the
+// end of DATA. An error means the message was not sent: the connection,
+// TLS, AUTH or the access token failed (that error), or the upstream
+// refused the recipient (*RecipientError).
+func SendTest(ctx context.Context, t Transport, msg *Composed) (string, error) {
+	d, err := t.Open(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	res, err := d.Send(ctx, &upstream.Message{From: msg.From, To: []string{msg.To}, Body: bytes.NewReader(msg.Data), Size: int64(len(msg.Data))})
+	if err != nil {
+		return "", err
+	}
+	if len(res.Rcpts) != 1 {
+		return "", fmt.Errorf("the transport answered for %d recipients, not 1", len(res.Rcpts))
+	}
+	if res.Rcpts[0] != nil {
+		return "", &RecipientError{Err: res.Rcpts[0]}
+	}
+	return res.Reply, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/relaymail/relay/internal/syncdir"
 	"github.com/relaymail/relay/upstream"
 )
 
@@ -84,22 +85,13 @@ func (m *Maildir) deliver(from string, body io.Reader) (string, error) {
 		err = os.Rename(tmp, filepath.Join(m.dir, "new", name))
 	}
 	if err == nil {
-		err = syncDir(filepath.Join(m.dir, "new"))
+		err = syncdir.Path(filepath.Join(m.dir, "new"))
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("maildir: write message: %w", err)
 	}
 	return name, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // lfReader turns CRLF into LF; a bare CR stays. It works for reads of any

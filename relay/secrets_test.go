@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/relaymail/relay/internal/testpeer"
@@ -16,8 +15,7 @@ import (
 // message 0600, whatever the umask, so other users of the machine cannot
 // read the mail.
 func TestMaildirIsPrivate(t *testing.T) {
-	old := syscall.Umask(0) // the most permissive umask: the modes must come from relay
-	defer syscall.Umask(old)
+	permissiveUmask(t) // the modes must come from relay
 	root := t.TempDir()
 	dir := filepath.Join(root, "relay-data", "maildir")
 	m, err := NewMaildir(dir)

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/relaymail/relay/internal/syncdir"
 )
 
 // Errors returned by the spool; test for them with errors.Is.
@@ -130,7 +132,7 @@ func (s *Spool) open() error {
 	if err != nil {
 		return err
 	}
-	s.syncer = newDirSyncer(s.qdir.Sync)
+	s.syncer = newDirSyncer(func() error { return syncdir.File(s.qdir) })
 	if err := s.scan(); err != nil {
 		return err
 	}
@@ -139,7 +141,7 @@ func (s *Spool) open() error {
 	}
 	// Make the layout and the sweep durable before anything is queued.
 	for _, d := range []string{filepath.Dir(s.dir), s.dir, s.quarantine, s.queue} {
-		if err := syncDir(d); err != nil {
+		if err := syncdir.Path(d); err != nil {
 			return err
 		}
 	}
@@ -193,18 +195,6 @@ func rename(from, to string) error {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return nil
-}
-
-func syncDir(name string) error {
-	d, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // begin starts an operation that touches files; end it with s.ops.RUnlock.

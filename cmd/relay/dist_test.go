@@ -47,7 +47,7 @@ func TestUnitFileSettings(t *testing.T) {
 	s := unitSettings(t, "../../dist/relay.service")
 	want := map[string]string{
 		"Service.Type":                       "notify",
-		"Service.ExecStart":                  "/usr/local/bin/relay serve -config /etc/relay/relay.toml",
+		"Service.ExecStart":                  "/usr/bin/relay serve -config /etc/relay/relay.toml",
 		"Service.ExecReload":                 "/bin/kill -HUP $MAINPID",
 		"Service.Restart":                    "on-failure",
 		"Service.RestartPreventExitStatus":   strconv.Itoa(exitConfig),
@@ -128,12 +128,12 @@ func TestUnitFileVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(unit), "=/usr/local/bin/relay ") {
-		t.Fatal("dist/relay.service does not run /usr/local/bin/relay")
+	if !strings.Contains(string(unit), "=/usr/bin/relay ") {
+		t.Fatal("dist/relay.service does not run /usr/bin/relay")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "relay.service")
-	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "=/usr/local/bin/relay ", "="+relayBin+" ")), 0o644)
+	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "=/usr/bin/relay ", "="+relayBin+" ")), 0o644)
 	out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)

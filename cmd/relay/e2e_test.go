@@ -221,9 +221,15 @@ delivery = "direct"
 
 func runBinary(t *testing.T, dir string, stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	return runBinaryEnv(t, dir, nil, stdin, args...)
+}
+
+// runBinaryEnv is runBinary with env added to the environment.
+func runBinaryEnv(t *testing.T, dir string, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(relayBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "RELAY_CONFIG=")
+	cmd.Env = append(append(os.Environ(), "RELAY_CONFIG="), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -9,6 +9,8 @@
 //	relay queue list|retry ID|all|delete ID
 //	relay token status [NAME] | refresh NAME | grant [-device] NAME
 //	relay sendmail [-t] [-f ADDR] [-i] [rcpt ...] < message
+//	relay service install [-config FILE] | uninstall | start | stop | status   (Windows)
+//	relay health [-config FILE]      exit 0 when the running relay is healthy
 //	relay hash-password              bcrypt a password read on stdin
 //	relay version
 //
@@ -59,6 +61,8 @@ func commands() []command {
 		{"queue", "list, retry or delete queued messages (list [-json] | retry ID|all | delete ID)", runQueue},
 		{"token", "OAuth2 tokens of the profiles (status [NAME] | refresh NAME | grant [-device] NAME)", runToken},
 		{"sendmail", "submit the message on stdin to the running relay, as sendmail(8) does", runSendmail},
+		{"service", "install, uninstall, start or stop the Windows service (install [-config FILE] | uninstall | start | stop | status)", runService},
+		{"health", "exit 0 when the running relay answers /healthz on its admin listener", runHealth},
 		{"hash-password", "read a password on stdin and print its bcrypt hash for [[users]]", runHashPassword},
 		{"version", "print the version", runVersion},
 	}

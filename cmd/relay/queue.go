@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"time"
 
-	"github.com/relaymail/relay/admin"
+	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -53,15 +52,16 @@ func runQueue(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	// A running relay owns the spool: steer it through its admin API.
+	// Otherwise steer the queue over the data directory. Either way the
+	// verb ends in queue.Queue's List, Retry or Delete.
 	client, err := runningServer(cfg, *passwordFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay queue: %v\n", err)
 		return exitFail
 	}
 	if client != nil {
-		return queueViaAPI(client, verb, target, *asJSON, stdout, stderr)
+		return steerQueue(client, "the running relay delivers them", verb, target, *asJSON, stdout, stderr)
 	}
-
 	dir := filepath.Join(cfg.Server.DataDir, "spool")
 	sp, err := spool.Open(dir, spool.Options{})
 	if errors.Is(err, spool.ErrLocked) {
@@ -73,48 +73,50 @@ func runQueue(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer sp.Close()
-
-	switch verb {
-	case "list":
-		envs, _ := sp.List()
-		printList(stdout, envs, *asJSON)
-	case "retry":
-		n, err := retryQueued(sp, target)
-		if err != nil {
-			fmt.Fprintf(stderr, "relay queue retry: %v\n", err)
-			return exitFail
-		}
-		fmt.Fprintf(stdout, "%d message(s) due now; relay delivers them when it runs\n", n)
-	case "delete":
-		if err := sp.Remove(target); err != nil {
-			fmt.Fprintf(stderr, "relay queue delete: %v\n", err)
-			return exitFail
-		}
-		fmt.Fprintf(stdout, "deleted %s\n", target)
-	}
-	return exitOK
+	local := localQueue{queue.New(queue.Options{Spool: sp})}
+	return steerQueue(local, "relay delivers them when it runs", verb, target, *asJSON, stdout, stderr)
 }
 
-// queueViaAPI steers the queue of a running relay.
-func queueViaAPI(c *admin.Client, verb, target string, asJSON bool, stdout, stderr io.Writer) int {
+// queueSteer is what relay queue steers: a running relay's admin API
+// (*admin.Client), or a queue that does not run over the local data
+// directory (localQueue).
+type queueSteer interface {
+	Queue(ctx context.Context) ([]*spool.Envelope, error)
+	Retry(ctx context.Context, id string) (int, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// localQueue steers a queue that does not run, as the admin API steers
+// the running one.
+type localQueue struct{ q *queue.Queue }
+
+func (l localQueue) Queue(context.Context) ([]*spool.Envelope, error) { return l.q.List() }
+
+func (l localQueue) Retry(ctx context.Context, id string) (int, error) { return l.q.Retry(ctx, id) }
+
+func (l localQueue) Delete(_ context.Context, id string) error { return l.q.Delete(id) }
+
+// steerQueue runs one verb of relay queue; delivers says who delivers the
+// messages a retry makes due.
+func steerQueue(q queueSteer, delivers, verb, target string, asJSON bool, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	switch verb {
 	case "list":
-		envs, err := c.Queue(ctx)
+		envs, err := q.Queue(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "relay queue list: %v%s\n", err, apiHint(err))
 			return exitFail
 		}
 		printList(stdout, envs, asJSON)
 	case "retry":
-		n, err := c.Retry(ctx, target)
+		n, err := q.Retry(ctx, target)
 		if err != nil {
 			fmt.Fprintf(stderr, "relay queue retry: %v%s\n", err, apiHint(err))
 			return exitFail
 		}
-		fmt.Fprintf(stdout, "%d message(s) due now; the running relay delivers them\n", n)
+		fmt.Fprintf(stdout, "%d message(s) due now; %s\n", n, delivers)
 	case "delete":
-		if err := c.Delete(ctx, target); err != nil {
+		if err := q.Delete(ctx, target); err != nil {
 			fmt.Fprintf(stderr, "relay queue delete: %v%s\n", err, apiHint(err))
 			return exitFail
 		}
@@ -135,29 +137,6 @@ func printList(w io.Writer, envs []*spool.Envelope, asJSON bool) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(envs)
-}
-
-// retryQueued makes queued messages due now in a spool no server runs on.
-func retryQueued(sp *spool.Spool, id string) (int, error) {
-	envs, err := sp.List()
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, env := range envs {
-		if id != "all" && env.ID != id {
-			continue
-		}
-		env.NextAttempt = time.Time{}
-		if err := sp.Update(context.Background(), env); err != nil {
-			return n, err
-		}
-		n++
-	}
-	if n == 0 && id != "all" {
-		return 0, fmt.Errorf("no queued message %s", id)
-	}
-	return n, nil
 }
 
 // printQueue lists messages as mailq does: one line per message, then its

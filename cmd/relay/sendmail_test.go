@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/sendmail"
 )
 
 func TestParseSendmailArgs(t *testing.T) {
@@ -61,146 +60,6 @@ func TestParseSendmailArgs(t *testing.T) {
 	}
 }
 
-func TestReadHeaderAndRecipients(t *testing.T) {
-	in := "From sender@example.com Mon Jan  1 00:00:00 2024\n" +
-		"To: Ops <ops@example.com>, dev@example.com\n" +
-		"Cc: root\n" +
-		"Bcc: hidden@example.com,\n" +
-		"\tsecret@example.com\n" +
-		"Subject: report\n" +
-		"\n" +
-		"body\n"
-	r := bufio.NewReader(strings.NewReader(in))
-	h, err := readHeader(r, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcpts, err := h.recipients("host.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"ops@example.com", "dev@example.com", "root@host.example", "hidden@example.com", "secret@example.com"}
-	if !reflect.DeepEqual(rcpts, want) {
-		t.Errorf("recipients = %q; want %q", rcpts, want)
-	}
-	h.complete(&mail.Address{Name: "Me", Address: "me@host.example"}, "host.example", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC))
-	head := string(h.bytes())
-	for _, s := range []string{"Bcc", "hidden@", "secret@", "From sender@example.com"} {
-		if strings.Contains(head, s) {
-			t.Errorf("header holds %q:\n%s", s, head)
-		}
-	}
-	for _, s := range []string{"To: Ops <ops@example.com>, dev@example.com\n", "Subject: report\n", "From: \"Me\" <me@host.example>\r\n", "Date: Tue, 02 Jan 2024 03:04:05 +0000\r\n", "Message-ID: <1704164645."} {
-		if !strings.Contains(head, s) {
-			t.Errorf("header lacks %q:\n%s", s, head)
-		}
-	}
-	if !strings.HasSuffix(head, "\n\r\n") {
-		t.Errorf("header does not end with an empty line: %q", head)
-	}
-
-	// Resent-* decide when present (RFC 5322 §3.6.6).
-	h, _ = readHeader(bufio.NewReader(strings.NewReader("To: a@example.com\nResent-To: b@example.com\nResent-Bcc: c@example.com\n\n")), true)
-	if rcpts, _ := h.recipients("h"); !reflect.DeepEqual(rcpts, []string{"b@example.com", "c@example.com"}) {
-		t.Errorf("resent recipients = %q", rcpts)
-	}
-	// A Date and Message-ID already there stay alone.
-	h, _ = readHeader(bufio.NewReader(strings.NewReader("Date: x\nMessage-Id: <y@z>\nFrom: f@example.com\n\n")), true)
-	h.complete(&mail.Address{Address: "me@h"}, "h", time.Now())
-	if got := string(h.bytes()); got != "Date: x\nMessage-Id: <y@z>\nFrom: f@example.com\n\r\n" {
-		t.Errorf("complete changed a full header: %q", got)
-	}
-	// An unreadable To: is a data error.
-	h, _ = readHeader(bufio.NewReader(strings.NewReader("To: <unterminated@example.com\n\n")), true)
-	if _, err := h.recipients("h"); err == nil {
-		t.Error("recipients of a broken To: = nil error")
-	}
-}
-
-func TestReadHeaderEdges(t *testing.T) {
-	for _, tc := range []struct {
-		name, in       string
-		stopAtDot      bool
-		fields         int
-		first          string
-		end            bool
-		wantBodyOnRest string
-	}{
-		{"no empty line", "Subject: x\nHello there\nmore\n", true, 1, "Hello there\n", false, "more\n"},
-		{"headers only", "Subject: x\n", true, 1, "", true, ""},
-		{"lone dot ends", "Subject: x\n.\nnot read\n", true, 1, "", true, ""},
-		{"lone dot kept with -i", "Subject: x\n.\nread\n", false, 1, ".\n", false, "read\n"},
-		{"empty input", "", true, 0, "", true, ""},
-		{"crlf", "Subject: x\r\n\r\nbody\r\n", true, 1, "", false, "body\r\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := bufio.NewReader(strings.NewReader(tc.in))
-			h, err := readHeader(r, tc.stopAtDot)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(h.fields) != tc.fields || string(h.first) != tc.first || h.end != tc.end {
-				t.Errorf("fields %d, first %q, end %v; want %d, %q, %v", len(h.fields), h.first, h.end, tc.fields, tc.first, tc.end)
-			}
-			var rest strings.Builder
-			b := &bodyReader{r: r, stopAtDot: tc.stopAtDot, done: h.end}
-			buf := make([]byte, 3) // small reads: lines cross Read calls
-			for i := 0; i < 1000; i++ {
-				n, err := b.Read(buf)
-				rest.Write(buf[:n])
-				if err != nil {
-					break
-				}
-			}
-			if rest.String() != tc.wantBodyOnRest {
-				t.Errorf("body = %q; want %q", rest.String(), tc.wantBodyOnRest)
-			}
-		})
-	}
-	big := "Subject: " + strings.Repeat("x", maxHeaderBytes) + "\n\n"
-	if _, err := readHeader(bufio.NewReader(strings.NewReader(big)), true); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("readHeader(1 MiB field) = %v; want a size error", err)
-	}
-}
-
-func TestBodyReaderDots(t *testing.T) {
-	in := "line\n..two dots stay\n.not alone\n.\r\nafter\n"
-	read := func(stopAtDot bool) string {
-		var out strings.Builder
-		b := &bodyReader{r: bufio.NewReaderSize(strings.NewReader(in), 16), stopAtDot: stopAtDot}
-		buf := make([]byte, 5)
-		for i := 0; i < 1000; i++ {
-			n, err := b.Read(buf)
-			out.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return out.String()
-	}
-	if got := read(true); got != "line\n..two dots stay\n.not alone\n" {
-		t.Errorf("without -i: %q", got)
-	}
-	if got := read(false); got != in {
-		t.Errorf("with -i: %q", got)
-	}
-	// A line longer than the buffer that ends in a lone dot is no lone dot.
-	long := strings.Repeat("a", 40) + ".\nnext\n"
-	b := &bodyReader{r: bufio.NewReaderSize(strings.NewReader(long), 16), stopAtDot: true}
-	var out strings.Builder
-	buf := make([]byte, 7)
-	for i := 0; i < 1000; i++ {
-		n, err := b.Read(buf)
-		out.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	if out.String() != long {
-		t.Errorf("long line: %q", out.String())
-	}
-}
-
 func TestDialAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:2525": "127.0.0.1:2525",
@@ -215,8 +74,8 @@ func TestDialAddr(t *testing.T) {
 	}
 }
 
-// sendmail runs `relay sendmail args...` with stdin, in dir.
-func sendmail(t *testing.T, dir string, env []string, stdin string, args ...string) (int, string) {
+// sendmailBin runs `relay sendmail args...` with stdin, in dir.
+func sendmailBin(t *testing.T, dir string, env []string, stdin string, args ...string) (int, string) {
 	t.Helper()
 	return runNamed(t, relayBin, dir, env, stdin, append([]string{"sendmail"}, args...)...)
 }
@@ -278,7 +137,7 @@ func TestSendmailTIntoMaildir(t *testing.T) {
 		"\n" +
 		"All 4 jobs finished.\n" +
 		".leading dot\n"
-	code, stderr := sendmail(t, dir, nil, msg, "-smtp", p.addr, "-t")
+	code, stderr := sendmailBin(t, dir, nil, msg, "-smtp", p.addr, "-t")
 	if code != 0 {
 		t.Fatalf("sendmail -t: exit %d: %s", code, stderr)
 	}
@@ -332,7 +191,7 @@ func TestSendmailEnvelope(t *testing.T) {
 
 	// Recipients from the arguments, -f, -F, and -i keeping a lone dot.
 	msg := "Subject: with -i\n\nfirst\n.\nafter the dot\n"
-	code, stderr := sendmail(t, dir, nil, msg, "-smtp", p.addr, "-i", "-f", "alarms@plant.example.com", "-F", "Tank Farm", "ops@example.com, dev@example.com", "root")
+	code, stderr := sendmailBin(t, dir, nil, msg, "-smtp", p.addr, "-i", "-f", "alarms@plant.example.com", "-F", "Tank Farm", "ops@example.com, dev@example.com", "root")
 	if code != 0 {
 		t.Fatalf("sendmail: exit %d: %s", code, stderr)
 	}
@@ -349,7 +208,7 @@ func TestSendmailEnvelope(t *testing.T) {
 	// Without -i a lone dot ends the message; -t adds the header
 	// recipients to the arguments' and Bcc goes.
 	msg = "To: a@example.com\nBcc: b@example.com\nSubject: no -i\n\nfirst\n.\nnot sent\n"
-	if code, stderr := sendmail(t, dir, nil, msg, "-smtp", p.addr, "-t", "c@example.com"); code != 0 {
+	if code, stderr := sendmailBin(t, dir, nil, msg, "-smtp", p.addr, "-t", "c@example.com"); code != 0 {
 		t.Fatalf("sendmail -t: exit %d: %s", code, stderr)
 	}
 	m = u.WaitMessages(t, 2, 10*time.Second)[1]
@@ -368,7 +227,7 @@ func TestSendmailEnvelope(t *testing.T) {
 func TestSendmailCronie(t *testing.T) {
 	p, u := startUpstreamRelay(t, testpeer.UpstreamOptions{})
 	msg := "To: root\nSubject: Cron <root@host> /usr/local/bin/backup\n\nbackup done\n"
-	code, stderr := sendmail(t, t.TempDir(), nil, msg, "-smtp", p.addr, "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root")
+	code, stderr := sendmailBin(t, t.TempDir(), nil, msg, "-smtp", p.addr, "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root")
 	if code != 0 {
 		t.Fatalf("cronie's sendmail command: exit %d: %s", code, stderr)
 	}
@@ -396,33 +255,33 @@ func TestSendmailFailures(t *testing.T) {
 	dir := t.TempDir()
 	msg := "Subject: x\n\nbody\n"
 
-	code, stderr := sendmail(t, dir, nil, msg, "-smtp", p.addr, "ok@example.com", "gone@example.com")
-	if code != exNoPerm || !strings.Contains(stderr, "gone@example.com") || !strings.Contains(stderr, "550") {
-		t.Errorf("a 550 recipient: exit %d, %q; want %d naming the recipient and the reply", code, stderr, exNoPerm)
+	code, stderr := sendmailBin(t, dir, nil, msg, "-smtp", p.addr, "ok@example.com", "gone@example.com")
+	if code != sendmail.ExNoPerm || !strings.Contains(stderr, "gone@example.com") || !strings.Contains(stderr, "550") {
+		t.Errorf("a 550 recipient: exit %d, %q; want %d naming the recipient and the reply", code, stderr, sendmail.ExNoPerm)
 	}
-	code, stderr = sendmail(t, dir, nil, msg, "-smtp", p.addr, "full@example.com")
-	if code != exTempFail || !strings.Contains(stderr, "452") {
-		t.Errorf("a 452 recipient: exit %d, %q; want %d", code, stderr, exTempFail)
+	code, stderr = sendmailBin(t, dir, nil, msg, "-smtp", p.addr, "full@example.com")
+	if code != sendmail.ExTempFail || !strings.Contains(stderr, "452") {
+		t.Errorf("a 452 recipient: exit %d, %q; want %d", code, stderr, sendmail.ExTempFail)
 	}
 	if n := len(u.Messages()); n != 0 {
 		t.Errorf("upstream got %d messages after refusals; want none (all or nothing)", n)
 	}
 
-	code, stderr = sendmail(t, dir, nil, msg, "-smtp", p.addr)
-	if code != exDataErr || !strings.Contains(stderr, "no recipients") {
-		t.Errorf("no recipients: exit %d, %q; want %d", code, stderr, exDataErr)
+	code, stderr = sendmailBin(t, dir, nil, msg, "-smtp", p.addr)
+	if code != sendmail.ExDataErr || !strings.Contains(stderr, "no recipients") {
+		t.Errorf("no recipients: exit %d, %q; want %d", code, stderr, sendmail.ExDataErr)
 	}
-	code, stderr = sendmail(t, dir, nil, "Subject: x\n\n", "-smtp", p.addr, "-t")
-	if code != exDataErr {
-		t.Errorf("-t without recipient headers: exit %d, %q; want %d", code, stderr, exDataErr)
+	code, stderr = sendmailBin(t, dir, nil, "Subject: x\n\n", "-smtp", p.addr, "-t")
+	if code != sendmail.ExDataErr {
+		t.Errorf("-t without recipient headers: exit %d, %q; want %d", code, stderr, sendmail.ExDataErr)
 	}
-	code, stderr = sendmail(t, dir, nil, msg, "-Z", "a@example.com")
-	if code != exUsage || !strings.Contains(stderr, "unknown flag -Z") || !strings.Contains(stderr, "usage:") {
-		t.Errorf("bad flag: exit %d, %q; want %d", code, stderr, exUsage)
+	code, stderr = sendmailBin(t, dir, nil, msg, "-Z", "a@example.com")
+	if code != sendmail.ExUsage || !strings.Contains(stderr, "unknown flag -Z") || !strings.Contains(stderr, "usage:") {
+		t.Errorf("bad flag: exit %d, %q; want %d", code, stderr, sendmail.ExUsage)
 	}
-	code, stderr = sendmail(t, dir, nil, msg, "-bs")
-	if code != exUsage || !strings.Contains(stderr, "-bs") {
-		t.Errorf("-bs: exit %d, %q; want %d", code, stderr, exUsage)
+	code, stderr = sendmailBin(t, dir, nil, msg, "-bs")
+	if code != sendmail.ExUsage || !strings.Contains(stderr, "-bs") {
+		t.Errorf("-bs: exit %d, %q; want %d", code, stderr, sendmail.ExUsage)
 	}
 }
 
@@ -437,9 +296,9 @@ func TestSendmailRelayNotRunning(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "relay.toml"), []byte("[server]\nlisten = \""+addr+"\"\n"), 0o644)
-	code, stderr := sendmail(t, dir, nil, "Subject: x\n\nbody\n", "ops@example.com")
-	if code != exTempFail {
-		t.Errorf("exit %d; want %d (EX_TEMPFAIL)", code, exTempFail)
+	code, stderr := sendmailBin(t, dir, nil, "Subject: x\n\nbody\n", "ops@example.com")
+	if code != sendmail.ExTempFail {
+		t.Errorf("exit %d; want %d (EX_TEMPFAIL)", code, sendmail.ExTempFail)
 	}
 	for _, want := range []string{"cannot reach relay at " + addr, "server.listen in relay.toml", "is relay running?"} {
 		if !strings.Contains(stderr, want) {
@@ -460,14 +319,14 @@ func TestSendmailFindsRelay(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "other.toml")
 	os.WriteFile(cfgFile, []byte(conf), 0o644)
-	if code, stderr := sendmail(t, dir, nil, "Subject: 1\n\n", "-config", cfgFile, "a@example.com"); code != 0 {
+	if code, stderr := sendmailBin(t, dir, nil, "Subject: 1\n\n", "-config", cfgFile, "a@example.com"); code != 0 {
 		t.Fatalf("-config: exit %d: %s", code, stderr)
 	}
-	if code, stderr := sendmail(t, dir, []string{"RELAY_CONFIG=" + cfgFile}, "Subject: 2\n\n", "a@example.com"); code != 0 {
+	if code, stderr := sendmailBin(t, dir, []string{"RELAY_CONFIG=" + cfgFile}, "Subject: 2\n\n", "a@example.com"); code != 0 {
 		t.Fatalf("$RELAY_CONFIG: exit %d: %s", code, stderr)
 	}
 	os.WriteFile(filepath.Join(dir, "relay.toml"), []byte(conf), 0o644)
-	if code, stderr := sendmail(t, dir, nil, "Subject: 3\n\n", "a@example.com"); code != 0 {
+	if code, stderr := sendmailBin(t, dir, nil, "Subject: 3\n\n", "a@example.com"); code != 0 {
 		t.Fatalf("./relay.toml: exit %d: %s", code, stderr)
 	}
 
@@ -483,9 +342,9 @@ func TestSendmailFindsRelay(t *testing.T) {
 	}
 
 	os.WriteFile(filepath.Join(dir, "relay.toml"), []byte("[server\n"), 0o644)
-	code, stderr := sendmail(t, dir, nil, "Subject: 5\n\n", "a@example.com")
-	if code != exConfig || !strings.Contains(stderr, "relay.toml") || !strings.Contains(stderr, "-smtp") {
-		t.Errorf("broken relay.toml: exit %d, %q; want %d", code, stderr, exConfig)
+	code, stderr := sendmailBin(t, dir, nil, "Subject: 5\n\n", "a@example.com")
+	if code != sendmail.ExConfig || !strings.Contains(stderr, "relay.toml") || !strings.Contains(stderr, "-smtp") {
+		t.Errorf("broken relay.toml: exit %d, %q; want %d", code, stderr, sendmail.ExConfig)
 	}
 }
 

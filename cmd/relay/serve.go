@@ -25,6 +25,12 @@ import (
 const shutdownGrace = 30 * time.Second
 
 func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	return serve(context.Background(), args, stdout, stderr, serveHooks{})
+}
+
+// serve runs relay serve until a signal or the cancellation of ctx stops
+// it; both drain the same way.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks serveHooks) int {
 	fs := newFlagSet("serve", stderr)
 	cfgFlag := fs.String("config", "", "configuration file (default $RELAY_CONFIG, else ./relay.toml, else the embedded default)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -46,6 +52,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitFail
+	}
+	if hooks.logHandler != nil {
+		logger = slog.New(hooks.logHandler(logger.Handler()))
 	}
 	cfg, err := loadConfig(*cfgFlag, io.Discard) // warnings are logged below
 	if err != nil {
@@ -107,9 +116,12 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		serving += " and SMTPS on " + smtps.Addr().String()
 	}
 	logger.Info("relay started", append(started, "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())...)
-	sd := newNotifier(logger)
+	var sd stateNotifier = newNotifier(logger)
+	if hooks.notifier != nil {
+		sd = hooks.notifier(logger)
+	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -145,6 +157,10 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			<-queueDone
 		}
 	}
+	reloadNow := func() {
+		sd.reloading("reloading " + cfg.File)
+		sd.ready(serving + "; " + reload(srv, tokens, cfg.File, logger))
+	}
 	// The spool was scanned when it opened and the queue delivers what it
 	// holds: now systemd may call relay started.
 	sd.ready(serving)
@@ -162,8 +178,9 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		case <-hup:
-			sd.reloading("reloading " + cfg.File)
-			sd.ready(serving + "; " + reload(srv, tokens, cfg.File, logger))
+			reloadNow()
+		case <-hooks.reload:
+			reloadNow()
 		case <-ctx.Done():
 			sd.stopping("stopping: waiting for transactions in progress")
 			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)

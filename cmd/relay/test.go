@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +23,7 @@ func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	profile := fs.String("profile", "", "the profile to send through (required)")
 	to := fs.String("to", "", "recipient address (required)")
 	from := fs.String("from", "", "sender address (default: the profile's username, or relay@<hostname>)")
-	subject := fs.String("subject", "relay test email", "subject")
+	subject := fs.String("subject", relay.TestSubject, "subject")
 	verbose := fs.Bool("v", false, "print the SMTP dialogue (AUTH redacted)")
 	if err := fs.Parse(args); err != nil {
 		return exitFail
@@ -56,39 +56,42 @@ func runTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := sendNow(ctx, cfg, p, logger, *verbose, msg)
+	t, done, err := testTransport(cfg, p, logger, *verbose)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay test: not sent: %v\n", err)
 		return exitFail
 	}
-	if rcptErr := res.Rcpts[0]; rcptErr != nil {
-		fmt.Fprintf(stderr, "relay test: recipient refused: %v\n", rcptErr)
+	defer done()
+	reply, err := relay.SendTest(ctx, t, msg)
+	var refused *relay.RecipientError
+	if errors.As(err, &refused) {
+		fmt.Fprintf(stderr, "relay test: recipient refused: %v\n", refused.Err)
 		return exitFail
 	}
-	fmt.Fprintf(stdout, "relay test: sent from %s to %s through %s: %s\n", msg.From, msg.To, p.Name, res.Reply)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay test: not sent: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "relay test: sent from %s to %s through %s: %s\n", msg.From, msg.To, p.Name, reply)
 	return exitOK
 }
 
-// sendNow sends one composed message through p's transport, bypassing
-// the queue. OAuth2 profiles use the tokens stored in the data directory
-// (and store what they renew).
-func sendNow(ctx context.Context, cfg *config.Config, p *config.Profile, logger *slog.Logger, verbose bool, msg *relay.Composed) (*upstream.Result, error) {
+// testTransport makes p's transport for one test email; done releases
+// it. OAuth2 profiles use the tokens stored in the data directory (and
+// store what they renew).
+func testTransport(cfg *config.Config, p *config.Profile, logger *slog.Logger, verbose bool) (t relay.Transport, done func(), err error) {
 	var tokens *oauth.Manager
+	done = func() {}
 	if p.IsOAuth2() {
-		var err error
 		if tokens, err = oauth.NewManager(cfg, oauth.Options{Logger: logger}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		defer tokens.Close()
+		done = func() { tokens.Close() }
 	}
-	t, err := relay.Transports(upstream.Options{Logger: logger, Debug: verbose}, tokens)(p)
+	t, err = relay.Transports(upstream.Options{Logger: logger, Debug: verbose}, tokens)(p)
 	if err != nil {
-		return nil, err
+		done()
+		return nil, nil, err
 	}
-	d, err := t.Open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.Send(ctx, &upstream.Message{From: msg.From, To: []string{msg.To}, Body: bytes.NewReader(msg.Data), Size: int64(len(msg.Data))})
+	return t, done, nil
 }

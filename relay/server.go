@@ -101,10 +101,10 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.Domain = sc.Hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
 	srv.MaxRecipients = sc.MaxRecipients
-	// RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: 512 octets for a command line,
-	// 1000 for a text line; go-smtp doubles the larger one, as §4.5.3.1
-	// asks servers to be liberal, and drops a client past it with 500.
-	srv.MaxLineLength = 2000
+	// Line limits are relay's (linegate.go): go-smtp's per-byte check is
+	// off, command lines are bounded at 2000 octets and message lines
+	// only by max_message_bytes.
+	srv.MaxLineLength = 0
 	srv.ReadTimeout = sc.ReadTimeout.D()
 	srv.WriteTimeout = sc.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
@@ -236,7 +236,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
 			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
-			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now())
+			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now(), l.s.smtp.MaxMessageBytes)
+			if l.implicitTLS {
+				dc.gate.startTLS() // TLS from the first byte: no lines to see
+			}
 			if l.s.smtp.TLSConfig != nil {
 				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
@@ -175,4 +176,38 @@ func (f *fakeTokens) StartDevice(context.Context, string) (oauth.DeviceGrant, er
 
 func (f *fakeTokens) CompleteRedirect(_ context.Context, profile, _ string) error {
 	return f.Refresh(context.Background(), profile)
+}
+
+// TestTokenAPIFields: /api/tokens answers with the field names README
+// documents, now that the API serves oauth.Status as it is.
+func TestTokenAPIFields(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	fake := &fakeTokens{statuses: []oauth.Status{{
+		Profile: "gmail", Interactive: true, State: oauth.StateInvalid, Expiry: at, HasRefreshToken: true,
+		LastError: "invalid_grant: expired", Hint: "grant again", LastErrorAt: at, LastRefresh: at,
+		Requests: 3, Failures: 1, DeviceSignIn: true,
+		Device: &oauth.DeviceGrant{Profile: "gmail", Method: "device", State: oauth.DeviceFailed, UserCode: "ABCD-EFGH", VerificationURI: "https://example.com/device", Error: "expired_token", Hint: "start again"},
+	}}}
+	h := startHarness(t, harnessOptions{
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", "/dev/null"),
+		tokens: func(*testing.T, *config.Config) Tokens { return fake },
+	})
+	var sts []map[string]any
+	if err := json.Unmarshal([]byte(h.getOK("/api/tokens")), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("GET /api/tokens: %v %v", sts, err)
+	}
+	for _, k := range []string{"profile", "interactive", "state", "expiry", "has_refresh_token", "last_error", "hint", "last_error_at", "last_refresh", "requests", "failures", "device_sign_in", "grant"} {
+		if _, ok := sts[0][k]; !ok {
+			t.Errorf("/api/tokens lacks %q: %v", k, sts[0])
+		}
+	}
+	grant, _ := sts[0]["grant"].(map[string]any)
+	for _, k := range []string{"method", "state", "user_code", "verification_uri", "error", "hint"} {
+		if _, ok := grant[k]; !ok {
+			t.Errorf("/api/tokens grant lacks %q: %v", k, grant)
+		}
+	}
+	if grant["method"] != "device" || grant["state"] != "failed" {
+		t.Errorf("grant = %v; want method device, state failed", grant)
+	}
 }

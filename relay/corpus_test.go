@@ -40,7 +40,7 @@ func TestCorpusThroughEveryTransport(t *testing.T) {
 
 	queued := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	sp := testpeer.OpenSpool(t, t.TempDir())
-	queueAddr, _ := startRelayWith(t, queueConfig(t, queued.Addr), sp)
+	queueAddr := startHarness(t, queueConfig(t, queued.Addr), Options{Spool: sp}).addr
 	direct := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	directRelay := startHarness(t, upstreamConfig(t, direct, `default_profile = "up"`), Options{})
 	for _, tr := range []struct {
@@ -64,7 +64,7 @@ func TestCorpusThroughEveryTransport(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the spool to empty", 10*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 10*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // sendCorpus submits m on a connection of its own and reports whether

@@ -86,14 +86,14 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
-	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int), live: make(map[*deadlineConn]struct{})}
+	s := &Server{opts: opts, logger: opts.Logger.With("component", "smtp"), conns: make(map[netip.Addr]int), live: make(map[*deadlineConn]struct{})}
 	s.throttle = newAuthThrottle(opts.Limits, opts.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
 		return nil, err
 	}
 	if opts.Spool != nil {
-		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: s.logger, Now: opts.Now, Events: s.emit})
+		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: opts.Logger, Now: opts.Now, Events: s.emit})
 	}
 
 	srv := smtp.NewServer(s)
@@ -110,7 +110,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.EnableSMTPUTF8 = true
 	// AUTH is offered per connection: over TLS or from loopback (session.go).
 	srv.AllowInsecureAuth = true
-	srv.ErrorLog = slog.NewLogLogger(s.logger.With("component", "smtp").Handler(), slog.LevelWarn)
+	srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
 	if sc.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
 		if err != nil {

@@ -69,7 +69,7 @@ func startWireRecorder(t *testing.T, target string) *wireRecorder {
 			}
 			t.Cleanup(func() { c.Close(); up.Close() })
 			go func() { io.Copy(c, up); c.Close() }()
-			go func() { io.Copy(io.MultiWriter(up, w), c); up.Close() }()
+			go func() { io.Copy(io.MultiWriter(w, up), c); up.Close() }() // recorded before the upstream can answer
 		}
 	}()
 	return w

@@ -156,15 +156,18 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 }
 
 // FreeAddr returns a loopback address on which nothing listens, for an
-// upstream that is down (and may come up there later).
+// upstream that is down (and may come up there later, in this process or
+// another). Until the test ends the port stays reserved (reservePort), so
+// that no listener on 127.0.0.1:0 — relay's own, in this process or a
+// child — is given it meanwhile and ends up delivering to itself.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := reservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Cleanup(release)
+	return addr
 }
 
 // Close stops the upstream now: new connections are refused.

@@ -104,7 +104,16 @@ func (q *Queue) worker(l *lane) {
 				hangUp()
 			}
 			if c == nil {
+				q.mu.Lock()
+				l.opening++
+				q.mu.Unlock()
 				conn, err := q.open(l.name)
+				q.mu.Lock()
+				l.opening--
+				if err == nil {
+					l.connected++
+				}
+				q.mu.Unlock()
 				if err != nil {
 					if q.abort.Err() != nil {
 						// Close cut the attempt short: the relay stops, the
@@ -113,10 +122,11 @@ func (q *Queue) worker(l *lane) {
 						break
 					}
 					if q.handBack(l, it) {
-						// Other connections of the profile work: the
-						// upstream refuses one more (Office 365 allows a
-						// few per mailbox). They take the message; this
-						// worker ends.
+						// Other connections of the profile work, or are
+						// being opened: the upstream refuses one more
+						// (Office 365 allows a few per mailbox). They take
+						// the message; this worker ends. The last worker
+						// whose connection fails defers the profile.
 						q.logger.Info("no further connection to the upstream; the open ones carry on", "profile", l.name, "error", err.Error())
 						return
 					}
@@ -127,9 +137,6 @@ func (q *Queue) worker(l *lane) {
 					break
 				}
 				c = conn
-				q.mu.Lock()
-				l.connected++
-				q.mu.Unlock()
 				uses = 0
 			}
 			uses++
@@ -144,12 +151,12 @@ func (q *Queue) worker(l *lane) {
 }
 
 // handBack returns it, untried, to the front of the ready list when
-// another worker of the profile holds a working connection, and ends this
-// worker's count. It reports whether it did.
+// another worker of the profile holds a working connection or is opening
+// one, and ends this worker's count. It reports whether it did.
 func (q *Queue) handBack(l *lane, it *item) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if l.connected == 0 || q.items[it.id] != it {
+	if l.connected+l.opening == 0 || q.items[it.id] != it {
 		return false
 	}
 	it.state = ready

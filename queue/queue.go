@@ -115,6 +115,7 @@ type lane struct {
 	workers   int
 	idle      int
 	connected int // workers holding an open connection
+	opening   int // workers opening a connection right now
 	kick      chan struct{}
 }
 

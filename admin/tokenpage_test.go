@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/internal/testpeer"
 )
 
 // oauthProfiles are two OAuth2 profiles, one per flow, for extra TOML.
@@ -54,8 +55,9 @@ access_token_timeout = "10s"
 // rules for the POSTs and the API.
 func TestTokenPageButtons(t *testing.T) {
 	fake := &fakeTokens{authURL: "http://127.0.0.1:9/authorize"}
+	caFile, _, _ := testpeer.TestPKI(t).Files(t) // tls_ca_file must hold a certificate
 	h := startHarness(t, harnessOptions{
-		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", "/dev/null"),
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", caFile),
 		tokens: func(*testing.T, *config.Config) Tokens { return fake },
 	})
 	cases := []struct {

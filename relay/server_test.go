@@ -40,6 +40,9 @@ func startRelayWith(t *testing.T, cfgText string, sp *spool.Spool) (string, *Ser
 func startRelayEvents(t *testing.T, cfgText string, sp *spool.Spool, events func(Event)) (string, *Server) {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

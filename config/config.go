@@ -222,7 +222,7 @@ func (p *Profile) Security() string {
 // Client: one client may serve many profiles.
 type OAuth2Client struct {
 	Name             string `toml:"name"`
-	Provider         string `toml:"provider"` // "", "google" or "microsoft": fills the URLs
+	Provider         string `toml:"provider"` // "", "google" or "microsoft": oauth.Endpoint fills the URLs left out
 	Tenant           string `toml:"tenant"`   // with provider "microsoft"; default "common"
 	ClientID         string `toml:"client_id"`
 	ClientSecret     string `toml:"client_secret"`
@@ -232,8 +232,8 @@ type OAuth2Client struct {
 	TokenURL         string `toml:"token_url"`
 	RedirectURL      string `toml:"redirect_url"` // default: http://<admin.listen>/oauth2/callback
 	// DeviceAuthURL is the device authorization endpoint (RFC 8628 §3.1)
-	// for `relay token grant -device`; provider "microsoft" derives it
-	// from tenant.
+	// for `relay token grant -device`; with provider "microsoft",
+	// oauth.Endpoint derives it from tenant.
 	DeviceAuthURL string `toml:"device_auth_url"`
 	// ClientCertificateFile and ClientKeyFile are a PEM certificate
 	// registered on the app and its RSA private key: token requests then

@@ -38,11 +38,12 @@ password_file = "/nonexistent/password"
 tls_ca_file = "/nonexistent/ca.pem"
 
 [[profiles]]
-name = "office365"
-hostname = "smtp.office365.com"
-use_starttls = true
-username = "alarms@example.com"
+name = "o365"
 oauth2_client = "entra"
+hostname = "outlook.office365.com"
+use_ssl = true
+port = 993
+username = "plant@example.com"
 `
 
 func TestParseReadsOnlyTheDocument(t *testing.T) {
@@ -52,7 +53,7 @@ func TestParseReadsOnlyTheDocument(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v; want no error: nothing outside the document is read", err)
 	}
-	if p := cfg.Profile("office365"); p.AuthMethod() != "xoauth2 (client credentials, certificate)" {
+	if p := cfg.Profile("o365"); p.AuthMethod() != "xoauth2 (client credentials, certificate)" {
 		t.Errorf("unresolved AuthMethod() = %q; want the certificate flow", p.AuthMethod())
 	}
 	err = cfg.Resolve()

@@ -14,29 +14,20 @@ import (
 // TestEndpointPresets checks the endpoints each provider fills in, from
 // the configurations of testdata/config/good parsed without their secrets.
 func TestEndpointPresets(t *testing.T) {
+	entra := func(tenant string) oauth2.Endpoint {
+		base := "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/"
+		return oauth2.Endpoint{AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode"}
+	}
+	google := oauth2.Endpoint{AuthURL: "https://accounts.google.com/o/oauth2/auth", TokenURL: "https://oauth2.googleapis.com/token"}
 	tests := []struct {
 		file, client string
 		want         oauth2.Endpoint
 	}{
-		{"microsoft.toml", "entra", oauth2.Endpoint{
-			AuthURL:       "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
-			TokenURL:      "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
-			DeviceAuthURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
-		}},
-		{"google.toml", "google", oauth2.Endpoint{
-			AuthURL:  "https://accounts.google.com/o/oauth2/auth",
-			TokenURL: "https://oauth2.googleapis.com/token",
-		}},
-		{"headless.toml", "entra-cert", oauth2.Endpoint{
-			AuthURL:       "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/authorize",
-			TokenURL:      "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token",
-			DeviceAuthURL: "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/devicecode",
-		}},
-		// A service account has no device flow.
-		{"headless.toml", "workspace", oauth2.Endpoint{
-			AuthURL:  "https://accounts.google.com/o/oauth2/auth",
-			TokenURL: "https://oauth2.googleapis.com/token",
-		}},
+		{"microsoft.toml", "entra", entra("contoso.onmicrosoft.com")},
+		{"google.toml", "google", google},
+		{"headless.toml", "entra-cert", entra("00000000-0000-0000-0000-000000000000")},
+		{"headless.toml", "workspace", google}, // Google's device flow does not grant mail
+		{"headless.toml", "entra-public", entra("00000000-0000-0000-0000-000000000000")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+"/"+tt.client, func(t *testing.T) {

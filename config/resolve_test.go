@@ -117,3 +117,18 @@ func TestResolveFillsSecrets(t *testing.T) {
 		t.Errorf("users[0].PasswordHash = %q; want the bcrypt hash of password_env", h)
 	}
 }
+
+// TestResolveCAFileWithoutCertificate: a tls_ca_file that holds no
+// certificate is refused where the file is named, not when relay first
+// connects upstream.
+func TestResolveCAFileWithoutCertificate(t *testing.T) {
+	doc := "[[profiles]]\nname = \"mailhost\"\nhostname = \"mail.example.com\"\ntls_ca_file = \"../testdata/config/secrets/erp.password\"\n"
+	cfg, err := config.Parse("relay.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "relay.toml:4: profiles[0].tls_ca_file: ../testdata/config/secrets/erp.password holds no PEM certificate"
+	if err := cfg.Resolve(); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Resolve = %v; want %s…", err, want)
+	}
+}

@@ -186,13 +186,8 @@ func (s *Server) routes() http.Handler {
 // Host is not this machine when there is no password (DNS rebinding), and
 // demands HTTP basic auth when admin.password_hash is set.
 func (s *Server) secure(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return securityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
 		if r.URL.Path == "/healthz" {
 			next.ServeHTTP(w, r)
 			return
@@ -218,6 +213,21 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			http.Error(w, "Unauthorized: give the admin password (admin.password_hash)", http.StatusUnauthorized)
 			return
 		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+// securityHeaders sets the headers every answer carries: no sniffing, no
+// frames, no Referer (a callback URL holds a code), no caching, and a
+// policy that allows only the pages' own stylesheet.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -19,7 +19,7 @@ func TestIndexShowsProfiles(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: pump 3\n\nPump 3 stopped.")
 	h.Up.WaitMessages(t, 1, 10*time.Second)
-	waitFor(t, "the delivery to be recorded", 5*time.Second, func() bool {
+	testpeer.WaitFor(t, "the delivery to be recorded", 5*time.Second, func() bool {
 		return !h.Relay.Stats("mailhost").LastDelivery.IsZero()
 	})
 	page := h.getOK("/")
@@ -54,7 +54,7 @@ func TestIndexShowsProfiles(t *testing.T) {
 func TestIndexQueueDepthAndLastError(t *testing.T) {
 	h := startHarness(t, harnessOptions{upstreamAddr: testpeer.FreeAddr(t)})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: pump 3\n\nPump 3 stopped.")
-	waitFor(t, "a failed attempt", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
+	testpeer.WaitFor(t, "a failed attempt", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
 	var p ProfileInfo
 	if err := json.Unmarshal([]byte(h.getOK("/api/profiles/mailhost")), &p); err != nil {
 		t.Fatal(err)
@@ -211,6 +211,25 @@ func TestFormsNeedCSRFToken(t *testing.T) {
 	if resp, _ := h.do(http.MethodPost, "/profiles/mailhost/test", cross, strings.NewReader(fields.Encode()+"&csrf="+url.QueryEscape(csrfOf(t, page)))); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST = %s; want 403", resp.Status)
 	}
+	// http.CrossOriginProtection refuses a cross-origin write by
+	// Sec-Fetch-Site alone, and by Origin alone (browsers before
+	// Sec-Fetch-Site), even with a valid token.
+	token = url.QueryEscape(csrfOf(t, h.getOK("/profiles/mailhost/test")))
+	for name, hdr := range map[string]http.Header{
+		"Sec-Fetch-Site: cross-site": {"Sec-Fetch-Site": {"cross-site"}},
+		"Sec-Fetch-Site: same-site":  {"Sec-Fetch-Site": {"same-site"}},
+		"only Origin":                {"Origin": {"http://evil.example"}},
+	} {
+		hdr.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, path := range []string{"/profiles/mailhost/test", "/queue/retry", "/profiles/mailhost/token/grant"} {
+			if resp, _ := h.do(http.MethodPost, path, hdr, strings.NewReader(fields.Encode()+"&id=all&csrf="+token)); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s with %s = %s; want 403", path, name, resp.Status)
+			}
+		}
+		if resp, _ := h.do(http.MethodPost, "/api/queue/all/retry", http.Header{"Content-Type": {"application/json"}, "Origin": hdr["Origin"], "Sec-Fetch-Site": hdr["Sec-Fetch-Site"]}, strings.NewReader("{}")); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("API POST with %s = %s; want 403", name, resp.Status)
+		}
+	}
 	// API writes need a JSON body: a form post cannot make one.
 	if resp, _ := h.do(http.MethodPost, "/api/queue/all/retry", form, strings.NewReader("x=1")); resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("form POST to the API = %s; want 415", resp.Status)
@@ -281,7 +300,7 @@ func TestQueueAPIAndPage(t *testing.T) {
 	h := startHarness(t, harnessOptions{upstreamAddr: testpeer.FreeAddr(t)})
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: one\n\n1")
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: two\n\n2")
-	waitFor(t, "two deferred messages", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "two deferred messages", 10*time.Second, func() bool {
 		envs, _ := h.Relay.Queue().List()
 		return len(envs) == 2 && envs[0].Attempts > 0 && envs[1].Attempts > 0
 	})
@@ -306,7 +325,7 @@ func TestQueueAPIAndPage(t *testing.T) {
 		t.Errorf("retry unknown = %s %s; want 404", resp.Status, body)
 	}
 	var id1 string
-	waitFor(t, "the retries to end", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the retries to end", 10*time.Second, func() bool {
 		list, _ := h.Relay.Queue().List()
 		for _, e := range list {
 			if e.NextAttempt.IsZero() || e.NextAttempt.Before(time.Now()) {

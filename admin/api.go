@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/queue"
 	"github.com/relaymail/relay/spool"
 )
@@ -67,7 +68,7 @@ func (s *Server) apiTest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiTokens(w http.ResponseWriter, r *http.Request) {
-	out := []TokenStatus{}
+	out := []oauth.Status{}
 	if s.tokens != nil {
 		out = append(out, s.tokens.Statuses()...)
 	}
@@ -76,21 +77,21 @@ func (s *Server) apiTokens(w http.ResponseWriter, r *http.Request) {
 
 // apiTokenProfile finds the token status of an OAuth2 profile, or answers
 // the error itself.
-func (s *Server) apiTokenProfile(w http.ResponseWriter, r *http.Request) (TokenStatus, bool) {
+func (s *Server) apiTokenProfile(w http.ResponseWriter, r *http.Request) (oauth.Status, bool) {
 	name := r.PathValue("name")
 	p := s.profile(name)
 	switch {
 	case p == nil:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile is named %q", name))
-		return TokenStatus{}, false
+		return oauth.Status{}, false
 	case !p.IsOAuth2():
 		writeError(w, http.StatusNotFound, fmt.Sprintf("profile %q authenticates with %s, not OAuth2", name, p.AuthMethod()))
-		return TokenStatus{}, false
+		return oauth.Status{}, false
 	}
 	st, ok := tokenStatus(s.tokens, name)
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("OAuth2 tokens of profile %q are not managed by this server", name))
-		return TokenStatus{}, false
+		return oauth.Status{}, false
 	}
 	return st, true
 }
@@ -103,9 +104,9 @@ func (s *Server) apiToken(w http.ResponseWriter, r *http.Request) {
 
 // TokenRefreshResult is the answer of POST /api/tokens/NAME/refresh.
 type TokenRefreshResult struct {
-	Refreshed bool        `json:"refreshed"`
-	Error     string      `json:"error,omitempty"`
-	Token     TokenStatus `json:"token"`
+	Refreshed bool         `json:"refreshed"`
+	Error     string       `json:"error,omitempty"`
+	Token     oauth.Status `json:"token"`
 }
 
 func (s *Server) apiTokenRefresh(w http.ResponseWriter, r *http.Request) {

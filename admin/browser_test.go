@@ -148,13 +148,13 @@ func TestBrowser(t *testing.T) {
 
 	// The queue: one message waits after a 451; Retry sends it again.
 	h.sendSMTP("alarms@plant.example.com", "later@example.com", "Subject: later\n\nlater")
-	waitFor(t, "a deferred message", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "a deferred message", 10*time.Second, func() bool {
 		envs, _ := h.Relay.Queue().List()
 		return len(envs) == 1 && envs[0].Attempts == 1
 	})
 	do("open the queue", chromedp.Navigate(h.URL+"/queue"), chromedp.WaitVisible(chromedp.CSS("td.actions button")), shot("10-queue.png"))
 	do("click Retry", chromedp.Click(chromedp.CSS("td.actions button")), chromedp.WaitVisible(chromedp.CSS(".notice.ok")), shot("11-queue-retried.png"))
-	waitFor(t, "the second attempt", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the second attempt", 10*time.Second, func() bool {
 		envs, _ := h.Relay.Queue().List()
 		return len(envs) == 1 && envs[0].Attempts == 2
 	})

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -144,14 +145,14 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 }
 
 // Tokens returns the token state of every OAuth2 profile.
-func (c *Client) Tokens(ctx context.Context) ([]TokenStatus, error) {
-	var sts []TokenStatus
+func (c *Client) Tokens(ctx context.Context) ([]oauth.Status, error) {
+	var sts []oauth.Status
 	return sts, c.call(ctx, http.MethodGet, "/api/tokens", nil, &sts)
 }
 
 // Token returns the token state of one profile.
-func (c *Client) Token(ctx context.Context, profile string) (TokenStatus, error) {
-	var st TokenStatus
+func (c *Client) Token(ctx context.Context, profile string) (oauth.Status, error) {
+	var st oauth.Status
 	return st, c.call(ctx, http.MethodGet, "/api/tokens/"+url.PathEscape(profile), nil, &st)
 }
 
@@ -172,8 +173,8 @@ func (c *Client) StartGrant(ctx context.Context, profile string) (string, error)
 }
 
 // StartDevice begins a device code sign-in of profile on the server.
-func (c *Client) StartDevice(ctx context.Context, profile string) (DeviceStart, error) {
-	var d DeviceStart
+func (c *Client) StartDevice(ctx context.Context, profile string) (oauth.DeviceGrant, error) {
+	var d oauth.DeviceGrant
 	err := c.call(ctx, http.MethodPost, "/api/tokens/"+url.PathEscape(profile)+"/grant", grantRequest{Method: "device"}, &d)
 	return d, err
 }

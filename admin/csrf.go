@@ -14,6 +14,11 @@ import (
 // that cookie under a secret that never leaves this process. A page on
 // another site can neither read the cookie nor compute the HMAC, and a
 // token from a previous run of relay does not work.
+//
+// http.CrossOriginProtection (routes) refuses cross-origin writes by
+// Sec-Fetch-Site or Origin, but lets through a request that carries
+// neither, as browsers from before 2020 send a cross-site form post; the
+// token refuses those too, so both stay.
 const (
 	csrfCookie = "relay_csrf"
 	csrfField  = "csrf"

@@ -151,7 +151,7 @@ path = %q
 			t.Fatalf("oauth.NewManager: %v", err)
 		}
 		t.Cleanup(func() { manager.Close() })
-		tokens = OAuthTokens(manager)
+		tokens = manager
 	}
 	sp, err := spool.Open(filepath.Join(dataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {
@@ -332,18 +332,6 @@ func (h *harness) sendSMTP(from, to, body string) string {
 	reply := read()
 	cmd("QUIT", "221")
 	return reply
-}
-
-// waitFor polls cond every 20 ms until it holds, at most timeout.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func cookieJar() (http.CookieJar, error) { return cookiejar.New(nil) }

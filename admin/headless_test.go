@@ -41,7 +41,7 @@ func headlessHarness(t *testing.T, as *testpeer.AuthServer, ds *testpeer.DeviceS
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		return OAuthTokens(m)
+		return m
 	}})
 }
 
@@ -63,9 +63,9 @@ func consentElsewhere(t *testing.T, as *testpeer.AuthServer, authURL string) str
 	return loc
 }
 
-func tokenJSON(t *testing.T, h *harness, profile string) TokenStatus {
+func tokenJSON(t *testing.T, h *harness, profile string) oauth.Status {
 	t.Helper()
-	var st TokenStatus
+	var st oauth.Status
 	if err := json.Unmarshal([]byte(h.getOK("/api/tokens/"+profile)), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -80,20 +80,20 @@ func TestDeviceAPI(t *testing.T) {
 	h := headlessHarness(t, as, ds)
 
 	resp, body := h.postJSON("/api/tokens/dev/grant", `{"method":"device"}`)
-	var d DeviceStart
+	var d oauth.DeviceGrant
 	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &d) != nil || d.UserCode == "" || d.Method != "device" ||
 		d.VerificationURI != ds.URL+"/device" || d.Interval != 1 || d.ExpiresIn < 50 || !strings.Contains(d.Message, d.UserCode) {
 		t.Fatalf("POST grant device = %s %s; want the user code, the URI, interval and expires_in", resp.Status, body)
 	}
-	if st := tokenJSON(t, h, "dev"); st.Grant == nil || st.Grant.Method != "device" || st.Grant.State != GrantPending || st.Grant.UserCode != d.UserCode {
-		t.Fatalf("GET token during the sign-in: %+v; want grant pending with the user code", st.Grant)
+	if st := tokenJSON(t, h, "dev"); st.Device == nil || st.Device.Method != "device" || st.Device.State != oauth.DevicePending || st.Device.UserCode != d.UserCode {
+		t.Fatalf("GET token during the sign-in: %+v; want grant pending with the user code", st.Device)
 	}
 	if err := ds.Approve(d.UserCode, "operator@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the device grant", 20*time.Second, func() bool {
+	testpeer.WaitFor(t, "the device grant", 20*time.Second, func() bool {
 		st := tokenJSON(t, h, "dev")
-		return st.Grant != nil && st.Grant.State == GrantGranted && st.State == StateValid && st.HasRefreshToken
+		return st.Device != nil && st.Device.State == oauth.DeviceGranted && st.State == oauth.StateValid && st.HasRefreshToken
 	})
 
 	// A client credentials profile has nothing to sign in.
@@ -133,7 +133,7 @@ func TestGrantCompleteAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &c) != nil || !c.Granted {
 		t.Fatalf("POST grant/complete = %s %s; want granted", resp.Status, body)
 	}
-	if st := tokenJSON(t, h, "gmail"); st.State != StateValid || !st.HasRefreshToken {
+	if st := tokenJSON(t, h, "gmail"); st.State != oauth.StateValid || !st.HasRefreshToken {
 		t.Errorf("gmail after the pasted redirect: %+v; want a valid token and a refresh token", st)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/relay"
 )
 
@@ -123,7 +124,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if !st.Expiry.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descTokenExpiry, prometheus.GaugeValue, st.Expiry.Sub(now).Round(time.Millisecond).Seconds(), st.Profile)
 		}
-		for _, state := range []string{StateValid, StateExpired, StateAbsent, StateInvalid} {
+		for _, state := range []string{oauth.StateValid, oauth.StateExpired, oauth.StateAbsent, oauth.StateInvalid} {
 			v := 0.0
 			if st.State == state {
 				v = 1

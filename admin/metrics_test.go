@@ -65,7 +65,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`relay_queue_messages{profile="local"}`:              0,
 	}
 	var m map[string]float64
-	waitFor(t, "the metrics to settle", 10*time.Second, func() bool {
+	testpeer.WaitFor(t, "the metrics to settle", 10*time.Second, func() bool {
 		m = h.scrape()
 		for k, v := range want {
 			if m[k] != v {

@@ -24,9 +24,9 @@ func startOAuth(t *testing.T, ao testpeer.AuthOptions) (*harness, *testpeer.Auth
 	return startHarness(t, harnessOptions{auth: as}), as
 }
 
-func (h *harness) token(profile string) TokenStatus {
+func (h *harness) token(profile string) oauth.Status {
 	h.t.Helper()
-	var st TokenStatus
+	var st oauth.Status
 	if err := json.Unmarshal([]byte(h.getOK("/api/tokens/"+profile)), &st); err != nil {
 		h.t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestRefreshTokenClientCredentials(t *testing.T) {
 		t.Errorf("authorization server got %d client credentials requests; want 1", n)
 	}
 	st := h.token("o365")
-	if st.State != StateValid || st.Interactive || st.HasRefreshToken || st.Requests != 1 || time.Until(st.Expiry) < 50*time.Minute {
+	if st.State != oauth.StateValid || st.Interactive || st.HasRefreshToken || st.Requests != 1 || time.Until(st.Expiry) < 50*time.Minute {
 		t.Errorf("GET /api/tokens/o365 = %+v; want valid for about an hour, one request", st)
 	}
 	// The API's refresh does the same.

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
 
@@ -82,15 +84,23 @@ type pageBase struct {
 	Error   string
 	Refresh string // meta refresh target, after a few seconds
 	Now     time.Time
+	// Alone: the page is served without the others (GrantCallback), so
+	// it links to none.
+	Alone bool
 }
 
 func (b pageBase) Rel(t time.Time) string { return relTime(t, b.Now) }
 
 // render writes page name with data, whose pageBase the caller filled.
 func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+	renderPage(w, s.logger, status, name, data)
+}
+
+// renderPage writes page name with data, whose pageBase the caller filled.
+func renderPage(w http.ResponseWriter, logger *slog.Logger, status int, name string, data any) {
 	var buf bytes.Buffer
 	if err := templates[name].ExecuteTemplate(&buf, "layout.html", data); err != nil {
-		s.logger.Error("cannot render a page", "page", name, "error", err)
+		logger.Error("cannot render a page", "page", name, "error", err)
 		http.Error(w, "Internal Server Error: cannot render the page", http.StatusInternalServerError)
 		return
 	}
@@ -150,34 +160,34 @@ type tokenPage struct {
 	pageBase
 	Profile *config.Profile
 	Client  string
-	Token   TokenStatus
+	Token   oauth.Status
 }
 
 // tokenProfile finds an OAuth2 profile for the token pages, or answers
 // 404 itself.
-func (s *Server) tokenProfile(w http.ResponseWriter, r *http.Request) (*config.Profile, TokenStatus, bool) {
+func (s *Server) tokenProfile(w http.ResponseWriter, r *http.Request) (*config.Profile, oauth.Status, bool) {
 	name := r.PathValue("name")
 	p := s.profile(name)
 	if p == nil {
 		s.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("There is no profile named %q.", name))
-		return nil, TokenStatus{}, false
+		return nil, oauth.Status{}, false
 	}
 	if !p.IsOAuth2() {
 		s.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("Profile %q authenticates with %s; it has no OAuth2 token to manage.", name, p.AuthMethod()))
-		return nil, TokenStatus{}, false
+		return nil, oauth.Status{}, false
 	}
 	st, ok := tokenStatus(s.tokens, name)
 	if !ok {
 		s.errorPage(w, r, http.StatusServiceUnavailable, fmt.Sprintf("OAuth2 tokens of profile %q are not managed by this server.", name))
-		return nil, TokenStatus{}, false
+		return nil, oauth.Status{}, false
 	}
 	return p, st, true
 }
 
-func (s *Server) renderToken(w http.ResponseWriter, r *http.Request, status int, p *config.Profile, st TokenStatus, flashMsg, errMsg string) {
+func (s *Server) renderToken(w http.ResponseWriter, r *http.Request, status int, p *config.Profile, st oauth.Status, flashMsg, errMsg string) {
 	d := tokenPage{pageBase: s.base(w, r, "Manage Token · "+p.Name, "profiles"), Profile: p, Client: p.OAuth2Client, Token: st}
 	d.Flash, d.Error = flashMsg, errMsg
-	if flashMsg != "" && st.State != StateValid || st.Grant != nil && st.Grant.State == GrantPending {
+	if flashMsg != "" && st.State != oauth.StateValid || st.Device != nil && st.Device.State == oauth.DevicePending {
 		// Right after a grant or refresh, and while a device sign-in is
 		// pending: look again in a few seconds, as the seed's page does.
 		d.Refresh = "/profiles/" + url.PathEscape(p.Name) + "/token"
@@ -228,43 +238,6 @@ func (s *Server) postTokenGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
-}
-
-// callback is the redirect URI of interactive grants: it redeems the code
-// (the token manager checks the state and PKCE) and sends the browser back
-// to the profile's Manage Token page.
-func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
-	if s.tokens == nil {
-		s.errorPage(w, r, http.StatusNotFound, "This server manages no OAuth2 tokens.")
-		return
-	}
-	q := r.URL.Query()
-	state := q.Get("state")
-	if e := q.Get("error"); e != "" {
-		// RFC 6749 §4.1.2.1: the user declined, or the server refused.
-		profile := s.tokens.DenyGrant(state, e, q.Get("error_description"))
-		s.grantFailed(w, r, profile, "The authorization server refused the grant; see the last error below.")
-		return
-	}
-	// The code is spent once sent: finish even if the browser goes away.
-	profile, err := s.tokens.CompleteGrant(context.WithoutCancel(r.Context()), state, q.Get("code"))
-	if err != nil {
-		s.logger.Warn("authorization grant failed", "profile", profile, "error", err.Error())
-		s.grantFailed(w, r, profile, "The grant failed: "+err.Error())
-		return
-	}
-	s.logger.Info("authorization grant completed", "profile", profile)
-	http.Redirect(w, r, "/profiles/"+url.PathEscape(profile)+"/token?done=granted", http.StatusSeeOther)
-}
-
-func (s *Server) grantFailed(w http.ResponseWriter, r *http.Request, profile, msg string) {
-	p := s.profile(profile)
-	st, ok := tokenStatus(s.tokens, profile)
-	if p == nil || !ok {
-		s.errorPage(w, r, http.StatusBadRequest, msg+" Start the grant again from the profile's Manage Token page.")
-		return
-	}
-	s.renderToken(w, r, http.StatusBadRequest, p, st, "", msg)
 }
 
 // ---- /profiles/NAME/test ----

@@ -68,7 +68,7 @@ func TestNoSecretOnAnyPage(t *testing.T) {
 	})
 	h.password = adminPassword
 	h.sendSMTP("alarms@plant.example.com", "ops@example.com", "Subject: x\n\nx")
-	waitFor(t, "a failed login", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
+	testpeer.WaitFor(t, "a failed login", 10*time.Second, func() bool { return h.Relay.Stats("mailhost").LastError != "" })
 	answers := everyAnswer(t, h, []string{"mailhost", "local"})
 	if !strings.Contains(answers["GET /"], "AUTH") {
 		t.Errorf("the index does not show the login failure:\n%s", answers["GET /"])

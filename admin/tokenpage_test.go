@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
+	"github.com/relaymail/relay/oauth"
 )
 
 // oauthProfiles are two OAuth2 profiles, one per flow, for extra TOML.
@@ -75,7 +77,7 @@ func TestTokenPageButtons(t *testing.T) {
 			profile = "gmail"
 		}
 		fake.mu.Lock()
-		fake.statuses = []TokenStatus{{Profile: profile, Interactive: c.interactive, HasRefreshToken: c.refresh, State: StateAbsent}}
+		fake.statuses = []oauth.Status{{Profile: profile, Interactive: c.interactive, HasRefreshToken: c.refresh, State: oauth.StateAbsent}}
 		fake.mu.Unlock()
 		page := h.getOK("/profiles/" + profile + "/token")
 		if got := strings.Contains(page, ">Grant New Token<"); got != c.grant {
@@ -132,15 +134,15 @@ func TestTokenPageButtons(t *testing.T) {
 // rules. Refresh makes a token valid; grants go to authURL.
 type fakeTokens struct {
 	mu       sync.Mutex
-	statuses []TokenStatus
+	statuses []oauth.Status
 	authURL  string
 	refresh  error
 }
 
-func (f *fakeTokens) Statuses() []TokenStatus {
+func (f *fakeTokens) Statuses() []oauth.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]TokenStatus(nil), f.statuses...)
+	return append([]oauth.Status(nil), f.statuses...)
 }
 
 func (f *fakeTokens) Refresh(_ context.Context, profile string) error {
@@ -154,7 +156,7 @@ func (f *fakeTokens) Refresh(_ context.Context, profile string) error {
 				f.statuses[i].LastError = f.refresh.Error()
 				return f.refresh
 			}
-			f.statuses[i].State = StateValid
+			f.statuses[i].State = oauth.StateValid
 		}
 	}
 	return nil
@@ -170,10 +172,45 @@ func (f *fakeTokens) CompleteGrant(_ context.Context, state, code string) (strin
 
 func (f *fakeTokens) DenyGrant(state, code, description string) string { return state }
 
-func (f *fakeTokens) StartDevice(context.Context, string) (DeviceStart, error) {
-	return DeviceStart{}, errors.New("the fake token manager has no device sign-in")
+func (f *fakeTokens) StartDevice(context.Context, string) (oauth.DeviceGrant, error) {
+	return oauth.DeviceGrant{}, errors.New("the fake token manager has no device sign-in")
 }
 
 func (f *fakeTokens) CompleteRedirect(_ context.Context, profile, _ string) error {
 	return f.Refresh(context.Background(), profile)
+}
+
+// TestTokenAPIFields: /api/tokens answers with the field names README
+// documents, now that the API serves oauth.Status as it is.
+func TestTokenAPIFields(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	fake := &fakeTokens{statuses: []oauth.Status{{
+		Profile: "gmail", Interactive: true, State: oauth.StateInvalid, Expiry: at, HasRefreshToken: true,
+		LastError: "invalid_grant: expired", Hint: "grant again", LastErrorAt: at, LastRefresh: at,
+		Requests: 3, Failures: 1, DeviceSignIn: true,
+		Device: &oauth.DeviceGrant{Profile: "gmail", Method: "device", State: oauth.DeviceFailed, UserCode: "ABCD-EFGH", VerificationURI: "https://example.com/device", Error: "expired_token", Hint: "start again"},
+	}}}
+	caFile, _, _ := testpeer.TestPKI(t).Files(t) // tls_ca_file must hold a certificate
+	h := startHarness(t, harnessOptions{
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", caFile),
+		tokens: func(*testing.T, *config.Config) Tokens { return fake },
+	})
+	var sts []map[string]any
+	if err := json.Unmarshal([]byte(h.getOK("/api/tokens")), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("GET /api/tokens: %v %v", sts, err)
+	}
+	for _, k := range []string{"profile", "interactive", "state", "expiry", "has_refresh_token", "last_error", "hint", "last_error_at", "last_refresh", "requests", "failures", "device_sign_in", "grant"} {
+		if _, ok := sts[0][k]; !ok {
+			t.Errorf("/api/tokens lacks %q: %v", k, sts[0])
+		}
+	}
+	grant, _ := sts[0]["grant"].(map[string]any)
+	for _, k := range []string{"method", "state", "user_code", "verification_uri", "error", "hint"} {
+		if _, ok := grant[k]; !ok {
+			t.Errorf("/api/tokens grant lacks %q: %v", k, grant)
+		}
+	}
+	if grant["method"] != "device" || grant["state"] != "failed" {
+		t.Errorf("grant = %v; want method device, state failed", grant)
+	}
 }

@@ -15,19 +15,19 @@ import (
 // ProfileInfo is one profile as the index page and /api/profiles show it.
 // It holds no secret.
 type ProfileInfo struct {
-	Name         string       `json:"name"`
-	Description  string       `json:"description,omitempty"`
-	Kind         string       `json:"kind"`
-	Upstream     string       `json:"upstream"`
-	Auth         string       `json:"auth"`
-	Delivery     string       `json:"delivery"`
-	Username     string       `json:"username,omitempty"`
-	OAuth2Client string       `json:"oauth2_client,omitempty"`
-	Interactive  bool         `json:"interactive,omitempty"`
-	Token        *TokenStatus `json:"token,omitempty"` // OAuth2 profiles only
-	QueueDepth   int          `json:"queue_depth"`
-	LastDelivery time.Time    `json:"last_delivery,omitzero"`
-	LastError    string       `json:"last_error,omitempty"`
+	Name         string        `json:"name"`
+	Description  string        `json:"description,omitempty"`
+	Kind         string        `json:"kind"`
+	Upstream     string        `json:"upstream"`
+	Auth         string        `json:"auth"`
+	Delivery     string        `json:"delivery"`
+	Username     string        `json:"username,omitempty"`
+	OAuth2Client string        `json:"oauth2_client,omitempty"`
+	Interactive  bool          `json:"interactive,omitempty"`
+	Token        *oauth.Status `json:"token,omitempty"` // OAuth2 profiles only
+	QueueDepth   int           `json:"queue_depth"`
+	LastDelivery time.Time     `json:"last_delivery,omitzero"`
+	LastError    string        `json:"last_error,omitempty"`
 	// LastErrorHint is one line on how to fix LastError, when it is a
 	// usual misconfiguration (Exchange's 535 5.7.3, ...).
 	LastErrorHint string    `json:"last_error_hint,omitempty"`
@@ -41,9 +41,9 @@ func (p ProfileInfo) OAuth2() bool { return p.OAuth2Client != "" }
 func (s *Server) profiles() []ProfileInfo {
 	cfg := s.relay.Config()
 	depth := s.queueDepths()
-	var tokens map[string]TokenStatus
+	var tokens map[string]oauth.Status
 	if s.tokens != nil {
-		tokens = make(map[string]TokenStatus)
+		tokens = make(map[string]oauth.Status)
 		for _, st := range s.tokens.Statuses() {
 			tokens[st.Profile] = st
 		}

@@ -34,18 +34,20 @@ const googleMailScope = "https://mail.google.com/"
 // profile: what the person must do, and how it ended. It holds no secret
 // (the device code stays inside the Manager).
 type DeviceGrant struct {
-	Profile                 string
-	State                   string // DevicePending, DeviceGranted, ...
-	UserCode                string
-	VerificationURI         string
-	VerificationURIComplete string
-	Message                 string    // the instruction to show
-	ExpiresIn               int       // seconds, as the server sent it
-	Interval                int       // seconds between polls, as the server sent it
-	Expiry                  time.Time // of the user code
+	Profile                 string    `json:"profile"`
+	Method                  string    `json:"method"` // "device"
+	State                   string    `json:"state"`  // DevicePending, DeviceGranted, ...
+	UserCode                string    `json:"user_code"`
+	VerificationURI         string    `json:"verification_uri"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	Message                 string    `json:"message"`         // the instruction to show
+	ExpiresIn               int       `json:"expires_in"`      // seconds, as the server sent it
+	Interval                int       `json:"interval"`        // seconds between polls, as the server sent it
+	Expiry                  time.Time `json:"expiry,omitzero"` // of the user code
 	// Error is the authorization server's code and text when the grant
 	// did not succeed, and Hint a line on what to do.
-	Error, Hint string
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
 }
 
 // StartDevice asks the device authorization endpoint of an interactive
@@ -84,6 +86,7 @@ func (m *Manager) StartDevice(ctx context.Context, profile string) (DeviceGrant,
 	}
 	g := &DeviceGrant{
 		Profile:                 profile,
+		Method:                  "device",
 		State:                   DevicePending,
 		UserCode:                da.UserCode,
 		VerificationURI:         da.VerificationURI,
@@ -111,7 +114,7 @@ func (m *Manager) StartDevice(ctx context.Context, profile string) (DeviceGrant,
 	s.device, s.deviceCancel = g, pcancel
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Info("oauth2: device sign-in started", "grant_type", "device_code", "verification_uri", da.VerificationURI, "expiry", expiryAttr(da.Expiry))
+	s.log.Info("device sign-in started", "grant_type", "device_code", "verification_uri", da.VerificationURI, "expiry", expiryAttr(da.Expiry))
 	go s.pollDevice(pctx, g, da.DeviceCode, gen)
 	return *g, nil
 }
@@ -177,7 +180,7 @@ func (s *TokenSource) pollDevice(ctx context.Context, g *DeviceGrant, deviceCode
 			}
 			// The token endpoint is down: the code stays good until it
 			// expires, so keep polling.
-			s.log.Warn("oauth2: device sign-in poll failed; polling on", append([]any{"grant_type", "device_code"}, te.logAttrs()...)...)
+			s.log.Warn("device sign-in poll failed; polling on", append([]any{"grant_type", "device_code"}, te.logAttrs()...)...)
 		}
 		t.Reset(interval)
 	}
@@ -214,7 +217,7 @@ func (s *TokenSource) endDevice(g *DeviceGrant, state string, te *TokenError) {
 	if te != nil {
 		s.grantFailed(te, "device_code")
 	} else {
-		s.log.Info("oauth2: device sign-in completed", "grant_type", "device_code")
+		s.log.Info("device sign-in completed", "grant_type", "device_code")
 	}
 	s.mu.Lock()
 	g.State = state

@@ -179,7 +179,7 @@ func (e *TokenError) logAttrs() []any {
 	}
 	a = append(a, "temporary", e.Temporary, "needs_action", e.NeedsAction)
 	if e.Code == "" && e.Err != nil {
-		a = append(a, "err", e.Err.Error())
+		a = append(a, "error", e.Err.Error())
 	}
 	return a
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"html/template"
-	"net/http"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -47,7 +44,7 @@ func (e *GrantError) Error() string {
 // StartGrant begins the authorization code grant for an interactive
 // profile (RFC 6749 §4.1 with PKCE S256, RFC 7636) and returns the URL to
 // open in a browser. The state and verifier stay in memory until the
-// redirect reaches CallbackHandler, for at most ten minutes.
+// redirect reaches CompleteGrant, for at most ten minutes.
 func (m *Manager) StartGrant(profile string) (string, error) {
 	s := m.Source(profile)
 	if s == nil {
@@ -89,7 +86,7 @@ func (m *Manager) StartGrant(profile string) (string, error) {
 	}
 	m.pending[state] = &pendingGrant{profile: profile, verifier: verifier, fingerprint: set.fingerprint, created: now}
 	m.mu.Unlock()
-	s.log.Info("oauth2: authorization grant started", "grant_type", "authorization_code")
+	s.log.Info("authorization grant started", "grant_type", "authorization_code")
 	return authURL, nil
 }
 
@@ -173,7 +170,7 @@ func (s *TokenSource) exchange(ctx context.Context, g *pendingGrant, code string
 		return te
 	}
 	if ot.RefreshToken == "" {
-		s.log.Warn("oauth2: the authorization server issued no refresh token; the access token cannot be renewed without a new grant (Google: authorization_request_params access_type = \"offline\" and prompt = \"consent\"; Microsoft: add offline_access to scope)")
+		s.log.Warn("the authorization server issued no refresh token; the access token cannot be renewed without a new grant (Google: authorization_request_params access_type = \"offline\" and prompt = \"consent\"; Microsoft: add offline_access to scope)")
 	}
 	f := &flight{done: make(chan struct{})} // private: nobody waits on it
 	if err := s.obtained(f, gen, "authorization_code", ot); err != nil {
@@ -203,7 +200,7 @@ func (s *TokenSource) grantFailed(te *TokenError, grant string) {
 	s.lastErr, s.lastErrText, s.lastErrAt = te, te.Reason(), s.m.now()
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Error("oauth2: authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
+	s.log.Error("authorization grant failed", append([]any{"grant_type", grant}, te.logAttrs()...)...)
 	s.persist()
 }
 
@@ -230,94 +227,4 @@ func randomString() string {
 		panic(err) // crypto/rand never fails on supported systems
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-var callbackPage = template.Must(template.New("callback").Parse(`<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>{{if .OK}}Token granted{{else}}Grant failed{{end}} · relay</title></head>
-<body>
-{{if .OK -}}
-<h1>Token granted</h1>
-<p>Profile <strong>{{.Profile}}</strong> has a new access token{{if .Refresh}} and refresh token{{end}}. You may close this window.</p>
-{{- else -}}
-<h1>Grant failed</h1>
-{{if .Profile}}<p>Profile <strong>{{.Profile}}</strong>.</p>{{end}}
-<p>{{.Message}}</p>
-{{- end}}
-</body>
-</html>
-`))
-
-type callbackData struct {
-	OK      bool
-	Profile string
-	Refresh bool
-	Message string
-}
-
-// CallbackHandler serves the redirect URI (/oauth2/callback): it completes
-// the grant named by the state parameter and answers with a minimal page
-// saying so, or why not.
-func (m *Manager) CallbackHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// GET only: a HEAD must not spend the state.
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		q := r.URL.Query()
-		state := q.Get("state")
-		var data callbackData
-		status := http.StatusOK
-		if e := q.Get("error"); e != "" {
-			// RFC 6749 §4.1.2.1: the server or the user refused.
-			data.Profile = m.DenyGrant(state, e, q.Get("error_description"))
-			data.Message = "The authorization server refused: " + clean(e, 100)
-			if d := q.Get("error_description"); d != "" {
-				data.Message += ": " + clean(d, 500)
-			}
-			status = http.StatusBadRequest
-		} else {
-			// Finish the exchange even if the browser goes away: the code
-			// is spent once it is sent.
-			profile, err := m.CompleteGrant(context.WithoutCancel(r.Context()), state, q.Get("code"))
-			data.Profile = profile
-			if err != nil {
-				data.Message = grantMessage(err)
-				status = http.StatusBadRequest
-				var te *TokenError
-				if errors.As(err, &te) && te.Temporary {
-					status = http.StatusBadGateway
-				}
-			} else {
-				data.OK = true
-				if s := m.Source(profile); s != nil {
-					data.Refresh = s.Status().HasRefreshToken
-				}
-			}
-		}
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Cache-Control", "no-store")
-		// The URL holds the code: keep it out of Referer headers, and
-		// the page out of frames and scripts.
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(status)
-		callbackPage.Execute(w, data)
-	})
-}
-
-func grantMessage(err error) string {
-	var te *TokenError
-	var ge *GrantError
-	switch {
-	case errors.As(err, &te):
-		return "The token request failed: " + te.Reason()
-	case errors.As(err, &ge):
-		return ge.Msg
-	}
-	return err.Error()
 }

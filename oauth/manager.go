@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -87,6 +88,7 @@ func NewManager(cfg *config.Config, opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	m.log = m.log.With("component", "oauth")
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -136,7 +138,7 @@ func (m *Manager) Apply(cfg *config.Config) error {
 		}
 		set, skipped := newSettings(cfg, p)
 		for _, k := range skipped {
-			m.log.Warn("oauth2: ignoring a parameter the flow sets itself", "profile", p.Name, "key", k)
+			m.log.Warn("ignoring a parameter the flow sets itself", "profile", p.Name, "key", k)
 		}
 		keep[p.Name] = true
 		order = append(order, p.Name)
@@ -165,6 +167,16 @@ func (m *Manager) Source(profile string) *TokenSource {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.sources[profile]
+}
+
+// Refresh obtains a new access token for profile now and waits for it:
+// client credentials, or the refresh token (TokenSource.Refresh).
+func (m *Manager) Refresh(ctx context.Context, profile string) error {
+	s := m.Source(profile)
+	if s == nil {
+		return fmt.Errorf("profile %q is not an OAuth2 profile", profile)
+	}
+	return s.Refresh(ctx)
 }
 
 // Statuses returns the state of every OAuth2 profile, in configuration

@@ -79,7 +79,7 @@ func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.T
 	s.mu.Lock()
 	if gen != s.gen || s.closed {
 		s.mu.Unlock()
-		s.log.Info("oauth2: settings changed during the token request; result dropped", "grant_type", grant)
+		s.log.Info("settings changed during the token request; result dropped", "grant_type", grant)
 		err := &TokenError{Profile: s.name, Temporary: true, Description: "profile settings changed during the token request"}
 		s.finish(f, err)
 		return err
@@ -117,14 +117,14 @@ func (s *TokenSource) obtained(f *flight, gen uint64, grant string, ot *oauth2.T
 
 	if saveErr != nil {
 		// The tokens work; only a restart would lose them.
-		s.log.Error("oauth2: cannot persist tokens", "grant_type", grant, "err", saveErr)
+		s.log.Error("cannot persist tokens", "grant_type", grant, "error", saveErr)
 	}
 	if !installed {
 		err := &TokenError{Profile: s.name, Temporary: true, Description: "profile settings changed during the token request"}
 		s.finish(f, err)
 		return err
 	}
-	s.log.Info("oauth2: access token obtained", "grant_type", grant, "expiry", expiryAttr(t.expiry),
+	s.log.Info("access token obtained", "grant_type", grant, "expiry", expiryAttr(t.expiry),
 		"refresh_token", t.refresh != "", "refresh_token_rotated", rotated)
 	s.finish(f, nil)
 	if saveErr != nil {
@@ -159,12 +159,12 @@ func (s *TokenSource) failed(f *flight, gen uint64, grant string, te *TokenError
 	s.mu.Unlock()
 	attrs := append([]any{"grant_type", grant}, te.logAttrs()...)
 	if te.NeedsAction {
-		s.log.Error("oauth2: token request refused", attrs...)
+		s.log.Error("token request refused", attrs...)
 	} else {
-		s.log.Warn("oauth2: token request failed", attrs...)
+		s.log.Warn("token request failed", attrs...)
 	}
 	if dropped {
-		s.log.Warn("oauth2: refresh token dropped after invalid_grant; a new grant is needed", "grant_type", grant)
+		s.log.Warn("refresh token dropped after invalid_grant; a new grant is needed", "grant_type", grant)
 	}
 	if current {
 		s.persist()
@@ -209,7 +209,7 @@ func (s *TokenSource) persist() {
 	rec := s.recordLocked()
 	s.mu.Unlock()
 	if err := s.m.store.Save(s.m.ctx, rec); err != nil {
-		s.log.Error("oauth2: cannot persist token state", "err", err)
+		s.log.Error("cannot persist token state", "error", err)
 	}
 }
 

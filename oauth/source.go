@@ -117,7 +117,7 @@ func (s *TokenSource) setSettingsLocked(set settings) {
 	if set.sa != nil {
 		conf, err := serviceAccountConfig(set.sa, set.username, set.tokenURL, set.scopes)
 		if err != nil {
-			s.log.Error("oauth2: cannot use the service account key", "err", err)
+			s.log.Error("cannot use the service account key", "error", err)
 		}
 		s.saConf = conf
 	}
@@ -130,7 +130,7 @@ func (s *TokenSource) load() {
 	s.mu.Unlock()
 	rec, err := s.m.store.Load(s.m.ctx, s.name)
 	if err != nil {
-		s.log.Error("oauth2: cannot load the persisted tokens; starting without them", "err", err)
+		s.log.Error("cannot load the persisted tokens; starting without them", "error", err)
 		return
 	}
 	s.mu.Lock()
@@ -142,7 +142,7 @@ func (s *TokenSource) load() {
 	s.lastErrText, s.lastErrAt = rec.LastError, rec.LastErrorAt
 	s.lastRefresh = rec.LastRefresh
 	if rec.Fingerprint != fp {
-		s.log.Warn("oauth2: persisted tokens were issued for other settings (flow, client, token URL or scope); not using them")
+		s.log.Warn("persisted tokens were issued for other settings (flow, client, token URL or scope); not using them")
 		s.scheduleLocked()
 		return
 	}
@@ -153,7 +153,7 @@ func (s *TokenSource) load() {
 		expiry:   rec.Expiry,
 		obtained: rec.Obtained,
 	}
-	s.log.Info("oauth2: loaded persisted tokens", "access_token", rec.AccessToken != "", "expiry", expiryAttr(rec.Expiry), "refresh_token", rec.RefreshToken != "")
+	s.log.Info("loaded persisted tokens", "access_token", rec.AccessToken != "", "expiry", expiryAttr(rec.Expiry), "refresh_token", rec.RefreshToken != "")
 	s.scheduleLocked()
 }
 
@@ -177,10 +177,10 @@ func (s *TokenSource) update(set settings) {
 	s.scheduleLocked()
 	s.mu.Unlock()
 	if reissue {
-		s.log.Info("oauth2: profile settings changed; tokens issued for the old settings are not used")
+		s.log.Info("profile settings changed; tokens issued for the old settings are not used")
 		s.load()
 	} else {
-		s.log.Info("oauth2: profile settings changed")
+		s.log.Info("profile settings changed")
 	}
 }
 
@@ -375,7 +375,7 @@ func (s *TokenSource) Invalidate(token string) {
 	}
 	s.tok.access, s.tok.typ = "", ""
 	s.tok.expiry, s.tok.obtained = time.Time{}, time.Time{}
-	s.log.Info("oauth2: access token refused upstream; dropped it", "refresh_token", s.tok.refresh != "")
+	s.log.Info("access token refused upstream; dropped it", "refresh_token", s.tok.refresh != "")
 	s.broadcastLocked()
 	s.scheduleLocked()
 	s.mu.Unlock()

@@ -17,33 +17,46 @@ const (
 )
 
 // Status is the state of one OAuth2 profile's tokens, for `relay token
-// status`, the manage-token page and metrics. It holds no secret.
+// status`, the admin pages and API (whose JSON it is) and metrics. It holds
+// no secret: whether a refresh token is held, never the token.
 type Status struct {
-	Profile     string
-	Interactive bool
-	State       string    // StateValid, StateExpired, StateAbsent or StateInvalid
-	Expiry      time.Time // of the access token; zero: never expires, or no token
+	Profile     string `json:"profile"`
+	Interactive bool   `json:"interactive"`
+	// State is StateValid, StateExpired, StateAbsent or StateInvalid.
+	State string `json:"state"`
+	// Expiry of the access token; zero: it never expires, or there is none.
+	Expiry time.Time `json:"expiry,omitzero"`
 	// HasRefreshToken tells whether an interactive profile can renew its
 	// access token without a new grant.
-	HasRefreshToken bool
+	HasRefreshToken bool `json:"has_refresh_token"`
 	// LastError is the last failure: the authorization server's own error
 	// and description ("invalid_grant: Token has been expired or
 	// revoked."), or the network trouble. Cleared by a success.
-	LastError string
+	LastError string `json:"last_error,omitempty"`
 	// Hint is one line on how to fix LastError, for the usual
 	// misconfigurations; "" when there is none.
-	Hint        string
-	LastErrorAt time.Time
-	LastRefresh time.Time // when the last access token arrived
+	Hint        string    `json:"hint,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	LastRefresh time.Time `json:"last_refresh,omitzero"` // when the last access token arrived
 	// Token requests made to the authorization server, and those that
 	// failed, since the Manager started.
-	Requests, Failures int64
+	Requests int64 `json:"requests"`
+	Failures int64 `json:"failures"`
 	// DeviceSignIn tells whether the profile can sign in with a device
 	// code: interactive, with a device authorization endpoint.
-	DeviceSignIn bool
+	DeviceSignIn bool `json:"device_sign_in,omitempty"`
 	// Device is the last device code sign-in, or nil.
-	Device *DeviceGrant
+	Device *DeviceGrant `json:"grant,omitempty"`
 }
+
+// CanGrant tells whether a person can start a new grant (the Manage Token
+// page's Grant New Token): only for interactive profiles.
+func (st Status) CanGrant() bool { return st.Interactive }
+
+// CanRefresh tells whether a refresh can work now (the Manage Token page's
+// Refresh Token): when the profile is not interactive, or is interactive
+// and holds a refresh token.
+func (st Status) CanRefresh() bool { return !st.Interactive || st.HasRefreshToken }
 
 // Status reports the profile's token state.
 func (s *TokenSource) Status() Status {

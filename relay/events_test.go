@@ -65,11 +65,12 @@ func TestEventsQueue(t *testing.T) {
 		return nil
 	}})
 	var log eventLog
-	addr, srv := startRelayEvents(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), log.add)
+	h := startHarness(t, queueConfig(t, u.Addr), Options{Spool: testpeer.OpenSpool(t, t.TempDir()), Events: log.add})
+	addr, srv := h.addr, h.srv
 	id := strings.TrimPrefix(sendOne(t, addr, "alarms@plant.example.com", "ops@example.com"), "250 2.0.0 OK queued as ")
 	u.WaitMessages(t, 1, 10*time.Second)
 	want := []EventKind{EventReceived, EventAttempt, EventDeferred, EventAttempt, EventDelivered}
-	waitFor(t, "the delivered event", 5*time.Second, func() bool { return len(log.kinds("up")) >= len(want) })
+	testpeer.WaitFor(t, "the delivered event", 5*time.Second, func() bool { return len(log.kinds("up")) >= len(want) })
 	if got := log.kinds("up"); !slices.Equal(got, want) {
 		t.Fatalf("events = %v; want %v", got, want)
 	}
@@ -96,9 +97,9 @@ func TestEventsBounce(t *testing.T) {
 		return nil
 	}})
 	var log eventLog
-	addr, _ := startRelayEvents(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()), log.add)
+	addr := startHarness(t, queueConfig(t, u.Addr), Options{Spool: testpeer.OpenSpool(t, t.TempDir()), Events: log.add}).addr
 	sendOne(t, addr, "alarms@plant.example.com", "gone@example.com")
-	waitFor(t, "the bounced event", 5*time.Second, func() bool { _, ok := log.find(EventBounced); return ok })
+	testpeer.WaitFor(t, "the bounced event", 5*time.Second, func() bool { _, ok := log.find(EventBounced); return ok })
 	if got, want := log.kinds("up")[:3], []EventKind{EventReceived, EventAttempt, EventBounced}; !slices.Equal(got, want) {
 		t.Fatalf("events = %v; want %v first", got, want)
 	}
@@ -118,7 +119,7 @@ func TestEventsDirect(t *testing.T) {
 	}})
 	host, port, _ := net.SplitHostPort(u.Addr)
 	var log eventLog
-	addr, srv := startRelayEvents(t, fmt.Sprintf(`
+	h := startHarness(t, fmt.Sprintf(`
 [server]
 default_profile = "direct"
 [[profiles]]
@@ -126,7 +127,8 @@ name = "direct"
 hostname = %q
 port = %s
 delivery = "direct"
-`, host, port), nil, log.add)
+`, host, port), Options{Events: log.add})
+	addr, srv := h.addr, h.srv
 	sendOne(t, addr, "alarms@plant.example.com", "ops@example.com")
 	c := dial(t, addr)
 	c.ehlo()

@@ -17,8 +17,8 @@ import (
 	"github.com/relaymail/relay/upstream"
 )
 
-// harness is a relay server on 127.0.0.1 with its logs kept, for tests
-// that need Options (limits, a fake clock) or read the logs.
+// harness is a relay server on 127.0.0.1 with its logs kept: the one way
+// the tests of this package start a relay.
 type harness struct {
 	addr string
 	srv  *Server
@@ -27,7 +27,7 @@ type harness struct {
 
 // startHarness runs a relay server for the configuration text. Its debug
 // logs go to a buffer, printed when the test fails. opts.Transports and
-// opts.Logger are filled in.
+// opts.Logger are filled in; with opts.Spool the delivery queue runs.
 func startHarness(t testing.TB, cfgText string, opts Options) *harness {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
@@ -40,16 +40,7 @@ func startHarness(t testing.TB, cfgText string, opts Options) *harness {
 	pki := testpeer.TestPKI(t)
 	logs := &testpeer.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Transports = func(p *config.Profile) (Transport, error) {
-		if p.Kind == config.KindMaildir {
-			return NewMaildir(p.Path)
-		}
-		s, err := upstream.New(p, upstream.Options{RootCAs: pki.CAPool, Logger: opts.Logger})
-		if err != nil {
-			return nil, err
-		}
-		return SenderTransport(s), nil
-	}
+	opts.Transports = Transports(upstream.Options{RootCAs: pki.CAPool, Logger: opts.Logger}, nil)
 	srv, err := NewServer(cfg, opts)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
@@ -59,8 +50,18 @@ func startHarness(t testing.TB, cfgText string, opts Options) *harness {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
+	// With a spool, the delivery queue runs too.
+	ctx, cancel := context.WithCancel(context.Background())
+	queueDone := make(chan struct{})
+	if opts.Spool != nil {
+		go func() { srv.RunQueue(ctx); close(queueDone) }()
+	} else {
+		close(queueDone)
+	}
 	t.Cleanup(func() {
 		srv.Close()
+		cancel()
+		<-queueDone
 		if t.Failed() {
 			t.Logf("relay logs:\n%s", logs.String())
 		}
@@ -78,13 +79,7 @@ func (h *harness) connections() int {
 // waitIdle waits, at most 20 s, until the server holds no connection.
 func (h *harness) waitIdle(t testing.TB) {
 	t.Helper()
-	for i := 0; i < 400; i++ {
-		if h.connections() == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the server still holds %d connections", h.connections())
+	testpeer.WaitFor(t, "the server to hold no connection", 20*time.Second, func() bool { return h.connections() == 0 })
 }
 
 // fakeClock is a clock whose Sleep advances it at once, so that tests of

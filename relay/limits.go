@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -106,12 +107,17 @@ type deadlineConn struct {
 
 	eof atomic.Bool // the client has closed its side
 
+	gate    *lineGate  // line limits (linegate.go)
 	tls     tlsWatch   // the STARTTLS handshake, for its log line (tls.go)
 	replies replyWatch // refusals go-smtp answers itself, for their log line (refusal.go)
 }
 
-func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time) *deadlineConn {
-	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout)}
+// newDeadlineConn wraps a client connection; maxMessage is
+// max_message_bytes, which bounds what a TLS client sends between two
+// commands (see lineGate).
+func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time, maxMessage int64) *deadlineConn {
+	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout),
+		gate: newLineGate(2*maxMessage + 1<<20)}
 }
 
 // clamp returns the deadline to use instead of t; c.mu is held.
@@ -131,6 +137,7 @@ func (c *deadlineConn) clamp(t time.Time) time.Time {
 // SetReadDeadline is called by go-smtp before each command line: the
 // message, if one was being read, is over.
 func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.gate.nextCommand()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dataEnd = time.Time{}
@@ -155,7 +162,11 @@ func (c *deadlineConn) beginData() {
 	c.Conn.SetReadDeadline(c.clamp(now.Add(c.idle)))
 }
 
-func (c *deadlineConn) Read(p []byte) (int, error) {
+// Read gives go-smtp what the line gate lets through.
+func (c *deadlineConn) Read(p []byte) (int, error) { return c.gate.read(p, c.readClient) }
+
+// readClient reads from the client, extending a message's deadline.
+func (c *deadlineConn) readClient(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if err == io.EOF {
 		c.eof.Store(true)
@@ -173,6 +184,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.gate.replied(p)
 	c.tls.wrote(p)
 	c.replies.wrote(p)
 	n, err := c.Conn.Write(p)
@@ -298,26 +310,49 @@ func (h *headerLimitReader) Read(p []byte) (int, error) {
 	if h.done {
 		return n, err
 	}
-	for i, b := range p[:n] {
-		h.n++
-		switch {
-		case b == '\n' && h.cr:
-			h.cr = false // the LF of a CRLF: the line ended at its CR
-		case b == '\r' || b == '\n':
-			if h.bol {
-				h.done = true
-				return n, err
-			}
-			h.bol, h.cr = true, b == '\r'
-		default:
-			h.bol, h.cr = false, false
-		}
-		if h.n > h.max {
-			h.err = errHeaderTooBig(h.max)
-			return i, h.err
-		}
+	if i := h.scan(p[:n]); i >= 0 {
+		h.err = errHeaderTooBig(h.max)
+		return i, h.err
 	}
 	return n, err
+}
+
+// scan counts the header octets in data a line at a time (bytes.IndexAny
+// finds each line ending) and returns the index of the first octet past
+// the limit, or -1.
+func (h *headerLimitReader) scan(data []byte) int {
+	for pos := 0; pos < len(data) && !h.done; {
+		switch b := data[pos]; {
+		case b == '\n' && h.cr:
+			h.cr = false // the LF of a CRLF: the line ended at its CR
+			h.n++
+			pos++
+		case b == '\r' || b == '\n':
+			if h.bol {
+				h.done = true // the empty line: the header section is over
+				return -1
+			}
+			h.bol, h.cr = true, b == '\r'
+			h.n++
+			pos++
+		default:
+			j := bytes.IndexAny(data[pos:], "\r\n")
+			if j < 0 {
+				j = len(data) - pos
+			}
+			if h.n+int64(j) > h.max {
+				return pos + int(h.max-h.n)
+			}
+			h.bol, h.cr = false, false
+			h.n += int64(j)
+			pos += j
+			continue
+		}
+		if h.n > h.max {
+			return pos - 1
+		}
+	}
+	return -1
 }
 
 // errHeaderTooBig: RFC 3463 X.3.4, message too big for system; the text

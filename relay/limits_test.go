@@ -388,7 +388,7 @@ func TestDeadlinesUnderTLS(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	dc := newDeadlineConn(a, time.Second, Limits{}.withDefaults(), time.Now())
+	dc := newDeadlineConn(a, time.Second, Limits{}.withDefaults(), time.Now(), 1<<20)
 	if got := deadlinesOf(tls.Server(dc, &tls.Config{})); got != dc {
 		t.Fatalf("deadlinesOf(tls.Server(dc)) = %p; want %p", got, dc)
 	}

@@ -21,7 +21,7 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 	c.must("RCPT TO:<用户@例子.广告>", 553, "5.6.7")
 
 	sp := testpeer.OpenSpool(t, t.TempDir())
-	addr, _ := startRelayWith(t, queueConfig(t, u.Addr), sp)
+	addr := startHarness(t, queueConfig(t, u.Addr), Options{Spool: sp}).addr
 	c = dial(t, addr)
 	c.ehlo()
 	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
@@ -33,7 +33,7 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 	if dsn.From != "" || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Status: 5.6.7") {
 		t.Fatalf("upstream got %s → %q:\n%s\nwant a bounce with Status: 5.6.7 to the sender", dsn.From, dsn.To, dsn.Data)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestBodyTypePassedOn: BODY= goes upstream as the client declared it at
@@ -41,7 +41,7 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 func TestBodyTypePassedOn(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
-	queued, _ := startRelayWith(t, queueConfig(t, u.Addr), testpeer.OpenSpool(t, t.TempDir()))
+	queued := startHarness(t, queueConfig(t, u.Addr), Options{Spool: testpeer.OpenSpool(t, t.TempDir())}).addr
 	n := 0
 	for _, addr := range []string{direct.addr, queued} {
 		for _, body := range []string{"", "7BIT", "8BITMIME"} {

@@ -51,15 +51,10 @@ func sendOne(t *testing.T, addr, from string, to ...string) string {
 	return last
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	testpeer.WaitFor(t, what, timeout, cond)
-}
-
 func TestQueueAcceptsThenDelivers(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	sp := testpeer.OpenSpool(t, t.TempDir())
-	addr, _ := startRelayWith(t, queueConfig(t, u.Addr), sp)
+	addr := startHarness(t, queueConfig(t, u.Addr), Options{Spool: sp}).addr
 	reply := sendOne(t, addr, "alarms@plant.example.com", "ops@example.com")
 	if !strings.HasPrefix(reply, "250 2.0.0 OK queued as ") {
 		t.Fatalf("DATA reply %q; want 250 2.0.0 OK queued as ID", reply)
@@ -69,7 +64,7 @@ func TestQueueAcceptsThenDelivers(t *testing.T) {
 	if !strings.HasPrefix(string(m.Data), "Received: ") || !strings.Contains(string(m.Data), "id "+id) || !strings.HasSuffix(string(m.Data), msgBody) {
 		t.Fatalf("upstream got %q; want the body after a Received header naming %s, and nothing else", m.Data, id)
 	}
-	waitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
 }
 
 // TestQueueSpoolWriteError: when the spool cannot be written, the client
@@ -83,7 +78,7 @@ func TestQueueSpoolWriteError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := startRelayWith(t, queueConfig(t, testpeer.FreeAddr(t)), sp)
+	addr := startHarness(t, queueConfig(t, testpeer.FreeAddr(t)), Options{Spool: sp}).addr
 	sp.Close() // every Create and Commit now fails
 	c := dial(t, addr)
 	c.ehlo()

@@ -85,14 +85,14 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Transports == nil {
 		return nil, errors.New("relay: Options.Transports is required")
 	}
-	s := &Server{opts: opts, logger: opts.Logger, conns: make(map[netip.Addr]int), live: make(map[*deadlineConn]struct{})}
+	s := &Server{opts: opts, logger: opts.Logger.With("component", "smtp"), conns: make(map[netip.Addr]int), live: make(map[*deadlineConn]struct{})}
 	s.throttle = newAuthThrottle(opts.Limits, opts.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Apply(cfg); err != nil {
 		return nil, err
 	}
 	if opts.Spool != nil {
-		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: s.logger, Now: opts.Now, Events: s.emit})
+		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: opts.Logger, Now: opts.Now, Events: s.emit})
 	}
 
 	srv := smtp.NewServer(s)
@@ -100,16 +100,16 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.Domain = sc.Hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
 	srv.MaxRecipients = sc.MaxRecipients
-	// RFC 5321 §4.5.3.1.4 and §4.5.3.1.6: 512 octets for a command line,
-	// 1000 for a text line; go-smtp doubles the larger one, as §4.5.3.1
-	// asks servers to be liberal, and drops a client past it with 500.
-	srv.MaxLineLength = 2000
+	// Line limits are relay's (linegate.go): go-smtp's per-byte check is
+	// off, command lines are bounded at 2000 octets and message lines
+	// only by max_message_bytes.
+	srv.MaxLineLength = 0
 	srv.ReadTimeout = sc.ReadTimeout.D()
 	srv.WriteTimeout = sc.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
 	// AUTH is offered per connection: over TLS or from loopback (session.go).
 	srv.AllowInsecureAuth = true
-	srv.ErrorLog = slog.NewLogLogger(s.logger.With("component", "smtp").Handler(), slog.LevelWarn)
+	srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
 	switch {
 	case sc.Certificate != nil:
 		srv.TLSConfig = tlsConfig(*sc.Certificate)
@@ -234,7 +234,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
 			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
-			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now())
+			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now(), l.s.smtp.MaxMessageBytes)
+			if l.implicitTLS {
+				dc.gate.startTLS() // TLS from the first byte: no lines to see
+			}
 			if l.s.smtp.TLSConfig != nil {
 				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
 			}

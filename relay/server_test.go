@@ -18,66 +18,15 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/internal/testpeer"
-	"github.com/relaymail/relay/spool"
-	"github.com/relaymail/relay/upstream"
 )
 
-// startRelay runs a relay server for the configuration text on 127.0.0.1.
+// startRelay runs a relay server for the configuration text on 127.0.0.1
+// (startHarness) and returns its address.
 func startRelay(t *testing.T, cfgText string) (string, *Server) {
 	t.Helper()
-	return startRelayWith(t, cfgText, nil)
-}
-
-// startRelayWith runs a relay server with a spool and its delivery queue.
-func startRelayWith(t *testing.T, cfgText string, sp *spool.Spool) (string, *Server) {
-	t.Helper()
-	return startRelayEvents(t, cfgText, sp, nil)
-}
-
-// startRelayEvents runs a relay server whose message events go to events.
-func startRelayEvents(t *testing.T, cfgText string, sp *spool.Spool, events func(Event)) (string, *Server) {
-	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(cfgText))
-	if err == nil {
-		err = cfg.Resolve()
-	}
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	pki := testpeer.TestPKI(t)
-	srv, err := NewServer(cfg, Options{
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Transports: Transports(upstream.Options{RootCAs: pki.CAPool}, nil),
-		Spool:      sp,
-		Events:     events,
-	})
-	if err != nil {
-		t.Fatalf("NewServer: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	ctx, cancel := context.WithCancel(context.Background())
-	queueDone := make(chan struct{})
-	go func() { srv.RunQueue(ctx); close(queueDone) }()
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-queueDone
-	})
-	return ln.Addr().String(), srv
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	h := startHarness(t, cfgText, Options{})
+	return h.addr, h.srv
 }
 
 // client is a raw SMTP client, so tests see exact reply codes.

@@ -69,7 +69,7 @@ func startWireRecorder(t *testing.T, target string) *wireRecorder {
 			}
 			t.Cleanup(func() { c.Close(); up.Close() })
 			go func() { io.Copy(c, up); c.Close() }()
-			go func() { io.Copy(io.MultiWriter(up, w), c); up.Close() }()
+			go func() { io.Copy(io.MultiWriter(w, up), c); up.Close() }() // recorded before the upstream can answer
 		}
 	}()
 	return w
@@ -142,43 +142,57 @@ func sendSmuggling(t *testing.T, addr string) int {
 // go-smtp upstream (whose received bytes are also checked on the wire, as
 // a lenient server would read them) and into a Maildir.
 func TestSMTPSmuggling(t *testing.T) {
-	t.Run("direct", func(t *testing.T) {
-		u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
-		wire := startWireRecorder(t, u.Addr)
-		cfg := upstreamConfig(t, u, `default_profile = "up"`)
-		cfg = strings.Replace(cfg, fmt.Sprintf("port = %d", u.Port), fmt.Sprintf("port = %d", wire.port), 1)
-		h := startHarness(t, cfg, Options{})
-		sent := sendSmuggling(t, h.addr)
+	// Upstream with DATA (dot-stuffing on the wire) and with BDAT
+	// (CHUNKING: the message as it is, in counted chunks).
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct chunking=%v", chunking), func(t *testing.T) {
+			var hide []string
+			if !chunking {
+				hide = []string{"CHUNKING"}
+			}
+			u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Hide: hide})
+			wire := startWireRecorder(t, u.Addr)
+			cfg := upstreamConfig(t, u, `default_profile = "up"`)
+			cfg = strings.Replace(cfg, fmt.Sprintf("port = %d", u.Port), fmt.Sprintf("port = %d", wire.port), 1)
+			h := startHarness(t, cfg, Options{})
+			sent := sendSmuggling(t, h.addr)
 
-		msgs := u.Messages()
-		if len(msgs) != sent {
-			t.Fatalf("upstream got %d messages for %d sent", len(msgs), sent)
-		}
-		for i, m := range msgs {
-			data := string(m.Data)
-			if m.From != "app@example.com" || strings.Join(m.To, ",") != "ops@example.com" {
-				t.Errorf("message %d: envelope %s → %v; want app@example.com → ops@example.com", i, m.From, m.To)
+			msgs := u.Messages()
+			if len(msgs) != sent {
+				t.Fatalf("upstream got %d messages for %d sent", len(msgs), sent)
 			}
-			if at := bareLineEnding(data); at >= 0 {
-				t.Errorf("message %d has a bare line ending at %d: %q", i, at, data)
+			for i, m := range msgs {
+				data := string(m.Data)
+				if m.From != "app@example.com" || strings.Join(m.To, ",") != "ops@example.com" {
+					t.Errorf("message %d: envelope %s → %v; want app@example.com → ops@example.com", i, m.From, m.To)
+				}
+				if at := bareLineEnding(data); at >= 0 {
+					t.Errorf("message %d has a bare line ending at %d: %q", i, at, data)
+				}
+				if !strings.Contains(data, "MAIL FROM:<evil@attacker.example>\r\n") || !strings.Contains(data, "second message\r\n") {
+					t.Errorf("message %d lost the text after its separator: %q", i, data)
+				}
 			}
-			if !strings.Contains(data, "MAIL FROM:<evil@attacker.example>\r\n") || !strings.Contains(data, "second message\r\n") {
-				t.Errorf("message %d lost the text after its separator: %q", i, data)
+			// On the wire: CRLF only, and <CRLF>.<CRLF> only where a message
+			// ends. (The wire holds only the client's side of the dialogue.)
+			raw := wire.Sent()
+			if at := bareLineEnding(raw); at >= 0 {
+				t.Errorf("relay sent a bare line ending upstream at %d: %q", at, raw[max(0, at-40):min(len(raw), at+40)])
 			}
-		}
-		// On the wire: CRLF only, and <CRLF>.<CRLF> only where a message
-		// ends. (The wire holds only the client's side of the dialogue.)
-		raw := wire.Sent()
-		if at := bareLineEnding(raw); at >= 0 {
-			t.Errorf("relay sent a bare line ending upstream at %d: %q", at, raw[max(0, at-40):min(len(raw), at+40)])
-		}
-		if ends := strings.Count(raw, "\r\n.\r\n"); ends != sent {
-			t.Errorf("relay sent %d end-of-data lines for %d messages:\n%s", ends, sent, raw)
-		}
-		if strings.Count(raw, "DATA\r\n") != sent+sent { // the command, and the smuggled text in each body
-			t.Errorf("relay sent DATA %d times; want %d commands and %d in bodies", strings.Count(raw, "DATA\r\n"), sent, sent)
-		}
-	})
+			if chunking {
+				if n := strings.Count(raw, " LAST\r\n"); n != sent {
+					t.Errorf("relay sent %d last chunks for %d messages", n, sent)
+				}
+				return
+			}
+			if ends := strings.Count(raw, "\r\n.\r\n"); ends != sent {
+				t.Errorf("relay sent %d end-of-data lines for %d messages:\n%s", ends, sent, raw)
+			}
+			if strings.Count(raw, "DATA\r\n") != sent+sent { // the command, and the smuggled text in each body
+				t.Errorf("relay sent DATA %d times; want %d commands and %d in bodies", strings.Count(raw, "DATA\r\n"), sent, sent)
+			}
+		})
+	}
 	t.Run("maildir", func(t *testing.T) {
 		cfg, dir := maildirConfig(t, "")
 		h := startHarness(t, cfg, Options{})

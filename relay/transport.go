@@ -43,7 +43,11 @@ type TransportFactory func(p *config.Profile) (Transport, error)
 // "maildir" writes its Maildir; every other profile gets an upstream.Sender
 // made with base, and an OAuth2 profile takes its access tokens from
 // tokens (an OAuth2 profile without a token source there is an error).
+// The senders log with component=upstream.
 func Transports(base upstream.Options, tokens *oauth.Manager) TransportFactory {
+	if base.Logger != nil {
+		base.Logger = base.Logger.With("component", "upstream")
+	}
 	return func(p *config.Profile) (Transport, error) {
 		if p.Kind == config.KindMaildir {
 			return NewMaildir(p.Path)

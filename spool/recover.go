@@ -33,11 +33,11 @@ func (s *Spool) scan() error {
 			if err := os.Remove(filepath.Join(s.queue, name)); err != nil {
 				return err
 			}
-			s.log.Info("spool: removed temp file left by a crash", "file", name)
+			s.log.Info("removed temp file left by a crash", "file", name)
 			continue
 		}
 		if !ValidID(id) || !ent.Type().IsRegular() {
-			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
+			s.log.Warn("unknown entry in queue directory left alone", "file", name)
 			continue
 		}
 		have := found[id]
@@ -50,7 +50,7 @@ func (s *Spool) scan() error {
 		case envSuffix:
 			have.json = true
 		default:
-			s.log.Warn("spool: unknown entry in queue directory left alone", "file", name)
+			s.log.Warn("unknown entry in queue directory left alone", "file", name)
 			continue
 		}
 		found[id] = have
@@ -195,7 +195,7 @@ func (s *Spool) quarantineMessage(id string, have *files, why error) error {
 			return fmt.Errorf("quarantine %s: %w", id, err)
 		}
 	}
-	s.log.Error("spool: message quarantined, not delivered", "id", id, "reason", why.Error(),
+	s.log.Error("message quarantined, not delivered", "id", id, "reason", why.Error(),
 		"dir", s.quarantine)
 	return nil
 }

@@ -103,6 +103,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.log = s.log.With("component", "spool")
 	if s.now == nil {
 		s.now = time.Now
 	}

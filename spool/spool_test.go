@@ -443,6 +443,12 @@ func TestOpenSweeps(t *testing.T) {
 			t.Errorf("log does not report quarantining %s:\n%s", id, logs.String())
 		}
 	}
+	// One convention: the component as an attribute, never a prefix.
+	for _, want := range []string{`msg="removed temp file left by a crash" component=spool`, `msg="message quarantined, not delivered" component=spool`, `msg="unknown entry in queue directory left alone" component=spool file=NOTES.txt`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
 	t.Logf("log:\n%s", logs.String())
 	if got := readBody(t, s, good2); string(got) != "good two\r\n" {
 		t.Errorf("body of %s = %q", good2, got)

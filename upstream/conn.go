@@ -6,22 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
+	"strconv"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-
-	"github.com/relaymail/relay/oauth"
 )
 
 // Conn is one authenticated connection to the upstream. It carries one
 // message after another; it is not safe for concurrent use.
 type Conn struct {
 	sender *Sender
-	client *smtp.Client
+	wire   *wire
+	ext    extensions // what the server offered in its last EHLO
 	raw    net.Conn
-	trace  *trace
-	params *mailParamConn // sets BODY= of MAIL FROM (mailparam.go)
+	secure bool // TLS, implicit or STARTTLS
 
 	broken bool // a network failure or a cut-off transaction: do not reuse
 	dirty  bool // a transaction was started and not completed: RSET first
@@ -35,14 +32,20 @@ func (c *Conn) Close() error {
 	if c.broken {
 		return c.close()
 	}
-	err := c.client.Quit()
+	rep, err := c.wire.cmd("QUIT")
 	c.close()
-	return err
+	if err != nil {
+		return err
+	}
+	if rep.code != 221 {
+		return rep.err()
+	}
+	return nil
 }
 
 func (c *Conn) close() error {
 	c.broken = true
-	return c.client.Close()
+	return c.raw.Close()
 }
 
 // guard closes the connection when ctx ends, so that a blocked read or
@@ -52,7 +55,9 @@ func (c *Conn) guard(ctx context.Context) func() {
 	return func() { stop() }
 }
 
-// fail records what err means for the connection and classifies it.
+// fail records what err means for the connection and classifies it: a
+// failure that is not a reply (network, malformed reply) or a 421 (RFC
+// 5321 §3.8: the server is closing the channel) ends the connection.
 func (c *Conn) fail(ctx context.Context, step string, err error) *Error {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
@@ -61,175 +66,94 @@ func (c *Conn) fail(ctx context.Context, step string, err error) *Error {
 			err = ctx.Err()
 		}
 	} else if se.Code == 421 {
-		// RFC 5321 §3.8: the server is closing the channel.
 		c.broken = true
 	}
 	return classify(c.sender.addr, step, err)
 }
 
-// authenticate logs in as the profile says: nothing without a username,
-// XOAUTH2 for OAuth2 profiles, else PLAIN or LOGIN.
-func (c *Conn) authenticate(ctx context.Context) error {
-	p := c.sender.profile
-	if p.Username == "" {
-		return nil
+// mailCommand is the MAIL FROM command for msg with the parameters the
+// server offers (RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8), or a
+// permanent error when the message cannot go to this server at all.
+func (c *Conn) mailCommand(msg *Message) (string, error) {
+	if msg.UTF8 && !c.ext.has("SMTPUTF8") {
+		// RFC 6531 §3.4: without SMTPUTF8 the message cannot be sent as
+		// it is, and it will not change.
+		return "", &Error{Addr: c.sender.addr, Step: StepMail, Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: "the message needs SMTPUTF8 (a non-ASCII address), which the upstream does not offer"}
 	}
-	defer c.guard(ctx)()
-	if p.IsOAuth2() {
-		return c.authXOAUTH2(ctx)
+	if limit := c.ext.sizeLimit(); limit > 0 && msg.Size > limit {
+		// RFC 1870 §6.1: a message the server declared too big is not sent.
+		return "", &Error{Addr: c.sender.addr, Step: StepMail, Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("message of %d bytes exceeds the upstream's size limit of %d bytes", msg.Size, limit)}
 	}
-	return c.authPassword(ctx)
-}
-
-// authPassword tries PLAIN, then LOGIN, among what the server offers.
-// Office 365 answers PLAIN with 504 5.7.4 and wants LOGIN: a 504 moves on
-// to the next mechanism.
-func (c *Conn) authPassword(ctx context.Context) error {
-	p := c.sender.profile
-	ok, offered := c.client.Extension("AUTH")
-	if !ok {
-		return &Error{Addr: c.sender.addr, Step: StepAuth, Temporary: true,
-			Message: "the server offers no AUTH, but the profile has a username" + c.notSecureHint()}
+	line := "MAIL FROM:<" + msg.From + ">"
+	if msg.Size > 0 && c.ext.has("SIZE") {
+		line += " SIZE=" + strconv.FormatInt(msg.Size, 10)
 	}
-	var mechs []string
-	for _, m := range []string{sasl.Plain, sasl.Login} {
-		if hasWord(offered, m) {
-			mechs = append(mechs, m)
-		}
+	if msg.BodyType != "" && c.ext.has("8BITMIME") {
+		// A server without 8BITMIME gets the message as it is, as most
+		// MTAs do: relay does not downgrade content.
+		line += " BODY=" + msg.BodyType
 	}
-	if len(mechs) == 0 {
-		return &Error{Addr: c.sender.addr, Step: StepAuth, Temporary: true,
-			Message: fmt.Sprintf("the server offers AUTH %s; relay can log in with PLAIN or LOGIN", offered)}
+	if msg.UTF8 {
+		line += " SMTPUTF8"
 	}
-	var err error
-	for _, m := range mechs {
-		var client sasl.Client
-		if m == sasl.Plain {
-			client = sasl.NewPlainClient("", p.Username, p.Password)
-		} else {
-			client = sasl.NewLoginClient(p.Username, p.Password)
-		}
-		c.trace.setMode(traceAuth)
-		err = c.client.Auth(client)
-		c.trace.setMode(traceCommands)
-		var se *smtp.SMTPError
-		if err == nil || !errors.As(err, &se) || se.Code != 504 {
-			break
-		}
-	}
-	if err != nil {
-		return c.fail(ctx, StepAuth, err)
-	}
-	return nil
-}
-
-// authXOAUTH2 logs in with an access token. A refused token is reported
-// to the token source, which drops it.
-func (c *Conn) authXOAUTH2(ctx context.Context) error {
-	s := c.sender
-	token, err := s.opts.Tokens.Token(ctx)
-	if err != nil {
-		return &Error{Addr: s.addr, Step: StepToken, Temporary: true, Message: err.Error(), Err: err}
-	}
-	client := oauth.NewXOAUTH2Client(s.profile.Username, token)
-	c.trace.setMode(traceAuth)
-	err = c.client.Auth(client)
-	c.trace.setMode(traceCommands)
-	if err == nil {
-		return nil
-	}
-	e := c.fail(ctx, StepAuth, err)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		// The token was refused (Office 365: 535 5.7.3; Gmail: a 334 with
-		// a JSON error, then 535): drop it, never the refresh token.
-		s.opts.Tokens.Invalidate(token)
-		if detail := client.ServerError(); detail != nil {
-			e.Message += " (" + detail.Error() + ")"
-		}
-	}
-	return e
-}
-
-func (c *Conn) notSecureHint() string {
-	if _, ok := c.client.TLSConnectionState(); ok {
-		return ""
-	}
-	return "; many servers offer AUTH only after STARTTLS: set use_starttls or use_ssl"
-}
-
-func hasWord(list, word string) bool {
-	for _, f := range strings.Fields(list) {
-		if strings.EqualFold(f, word) {
-			return true
-		}
-	}
-	return false
+	return line, nil
 }
 
 // Mail starts a transaction (MAIL FROM) with msg's From, Size, UTF8 and
 // BodyType, after an RSET if an earlier one was left open. A message that
 // needs SMTPUTF8 cannot go to an upstream that does not offer it, now or
-// later: a permanent 553 5.6.7 (RFC 6531 §3.7.5), and nothing is sent.
+// later: a permanent 553 5.6.7, and nothing is sent (see mailCommand).
 func (c *Conn) Mail(ctx context.Context, msg *Message) error {
 	if c.broken {
-		return &Error{Addr: c.sender.addr, Step: StepMail, Temporary: true, Message: "connection is no longer usable"}
+		return c.unusable(StepMail)
 	}
-	if ok, _ := c.client.Extension("SMTPUTF8"); msg.UTF8 && !ok {
-		return &Error{Addr: c.sender.addr, Step: StepMail, Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-			Message: "the upstream does not offer SMTPUTF8, which this message needs for its non-ASCII addresses"}
+	line, err := c.mailCommand(msg)
+	if err != nil {
+		return err
 	}
 	defer c.guard(ctx)()
 	if c.dirty {
-		if err := c.client.Reset(); err != nil {
-			return c.fail(ctx, StepReset, err)
+		if err := c.reset(ctx); err != nil {
+			return err
 		}
-		c.dirty = false
 	}
 	c.dirty = true
-	c.params.body = msg.BodyType
-	err := c.client.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8})
-	c.params.body = ""
-	if err != nil {
-		return c.fail(ctx, StepMail, err)
-	}
-	return nil
+	return c.step(ctx, StepMail, line, 250)
 }
 
 // Rcpt adds a recipient (RCPT TO).
 func (c *Conn) Rcpt(ctx context.Context, to string) error {
 	defer c.guard(ctx)()
-	if err := c.client.Rcpt(to, nil); err != nil {
-		return c.fail(ctx, StepRcpt, err)
+	return c.step(ctx, StepRcpt, "RCPT TO:<"+to+">", 250)
+}
+
+// step sends one command and expects one reply code.
+func (c *Conn) step(ctx context.Context, step, line string, code int) error {
+	rep, err := c.wire.cmd(line)
+	if err == nil {
+		err = rep.expect(code)
+	}
+	if err != nil {
+		return c.fail(ctx, step, err)
 	}
 	return nil
 }
 
-// Data streams the body (CRLF line endings) and returns the upstream's
-// final reply text. An error at any point leaves the connection broken:
-// the upstream may or may not have the message.
+// Data sends the message (CRLF line endings) with BDAT when the server
+// offers CHUNKING, else with DATA, and returns the upstream's final reply
+// text. A failure while the message is on its way leaves the connection
+// broken: the upstream may or may not have the message.
 func (c *Conn) Data(ctx context.Context, body io.Reader) (string, error) {
 	defer c.guard(ctx)()
-	w, err := c.client.Data()
-	if err != nil {
-		return "", c.fail(ctx, StepData, err)
+	if c.ext.has("CHUNKING") {
+		return c.sendBDAT(ctx, body)
 	}
-	c.trace.setMode(traceBody)
-	defer c.trace.setMode(traceCommands)
-	_, err = io.Copy(w, body)
-	if err != nil {
-		c.broken = true
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return "", classify(c.sender.addr, StepData, fmt.Errorf("sending the message: %w", err))
+	if err := c.step(ctx, StepData, "DATA", 354); err != nil {
+		return "", err
 	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", c.fail(ctx, StepData, err)
-	}
-	c.dirty = false
-	return resp.StatusText, nil
+	return c.sendDATA(ctx, body)
 }
 
 // Reset abandons the current transaction, if any (RSET). On a connection
@@ -239,27 +163,146 @@ func (c *Conn) Reset(ctx context.Context) error {
 		return nil
 	}
 	defer c.guard(ctx)()
-	if err := c.client.Reset(); err != nil {
-		return c.fail(ctx, StepReset, err)
+	return c.reset(ctx)
+}
+
+func (c *Conn) reset(ctx context.Context) error {
+	if err := c.step(ctx, StepReset, "RSET", 250); err != nil {
+		return err
 	}
 	c.dirty = false
 	return nil
 }
 
+func (c *Conn) unusable(step string) *Error {
+	return &Error{Addr: c.sender.addr, Step: step, Temporary: true, Message: "connection is no longer usable"}
+}
+
 // Send delivers msg on this connection. A returned error is about the
 // whole message (MAIL, DATA, the connection); refusals of single
 // recipients are in Result.Rcpts. When every recipient is refused the
-// transaction is reset and no DATA is sent.
+// transaction is reset and no message is sent.
+//
+// With PIPELINING (RFC 2920 §3.1) the RSET of an earlier transaction,
+// MAIL FROM, every RCPT TO and, without CHUNKING, DATA go out in one write
+// and their replies are read in order: one round trip before the message.
 func (c *Conn) Send(ctx context.Context, msg *Message) (*Result, error) {
 	if len(msg.To) == 0 {
 		return nil, errors.New("upstream: a message needs at least one recipient")
 	}
-	if err := c.Mail(ctx, msg); err != nil {
+	if c.broken {
+		return nil, c.unusable(StepMail)
+	}
+	if !c.ext.has("PIPELINING") {
+		return c.sendStepByStep(ctx, msg)
+	}
+	mail, err := c.mailCommand(msg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.guard(ctx)()
+	w := c.wire
+	reset := c.dirty
+	if reset {
+		w.send("RSET")
+	}
+	w.send(mail)
+	for _, to := range msg.To {
+		w.send("RCPT TO:<" + to + ">")
+	}
+	data := !c.ext.has("CHUNKING")
+	if data {
+		w.send("DATA")
+	}
+	if err := w.flush(); err != nil {
+		return nil, c.fail(ctx, StepMail, err)
+	}
+	c.dirty = true
+	if reset {
+		if err := c.expect(ctx, StepReset, 250); err != nil {
+			return nil, err
+		}
+	}
+	mailErr := c.expect(ctx, StepMail, 250)
+	if c.broken {
+		return nil, mailErr
+	}
+	res := &Result{Rcpts: make([]error, len(msg.To))}
+	for i := range msg.To {
+		if err := c.expect(ctx, StepRcpt, 250); err != nil {
+			if c.broken {
+				return nil, err
+			}
+			res.Rcpts[i] = err
+		}
+	}
+	var dataErr error
+	if data {
+		if dataErr = c.expect(ctx, StepData, 354); c.broken {
+			return nil, dataErr
+		}
+	}
+	if mailErr != nil || res.Accepted() == 0 {
+		if data && dataErr == nil {
+			// A server that took DATA with no recipient gets an empty
+			// message, which goes nowhere.
+			if _, err := c.sendDATA(ctx, eofReader{}); err != nil {
+				return nil, err
+			}
+		}
+		if mailErr != nil {
+			return nil, mailErr
+		}
+		c.reset(ctx)
+		return res, nil
+	}
+	if dataErr != nil {
+		return nil, dataErr
+	}
+	var reply string
+	if data {
+		reply, err = c.sendDATA(ctx, msg.Body)
+	} else {
+		reply, err = c.sendBDAT(ctx, msg.Body)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Reply = reply
+	return res, nil
+}
+
+// expect reads one reply of a pipelined group.
+func (c *Conn) expect(ctx context.Context, step string, code int) error {
+	rep, err := c.wire.read()
+	if err == nil {
+		err = rep.expect(code)
+	}
+	if err != nil {
+		return c.fail(ctx, step, err)
+	}
+	return nil
+}
+
+// sendStepByStep is Send for a server without PIPELINING.
+func (c *Conn) sendStepByStep(ctx context.Context, msg *Message) (*Result, error) {
+	mail, err := c.mailCommand(msg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.guard(ctx)()
+	if c.dirty {
+		if err := c.reset(ctx); err != nil {
+			return nil, err
+		}
+	}
+	c.dirty = true
+	if err := c.step(ctx, StepMail, mail, 250); err != nil {
 		return nil, err
 	}
 	res := &Result{Rcpts: make([]error, len(msg.To))}
 	for i, to := range msg.To {
-		if err := c.Rcpt(ctx, to); err != nil {
+		if err := c.step(ctx, StepRcpt, "RCPT TO:<"+to+">", 250); err != nil {
 			if c.broken {
 				return nil, err
 			}
@@ -267,7 +310,7 @@ func (c *Conn) Send(ctx context.Context, msg *Message) (*Result, error) {
 		}
 	}
 	if res.Accepted() == 0 {
-		c.Reset(ctx)
+		c.reset(ctx)
 		return res, nil
 	}
 	reply, err := c.Data(ctx, msg.Body)
@@ -277,3 +320,7 @@ func (c *Conn) Send(ctx context.Context, msg *Message) (*Result, error) {
 	res.Reply = reply
 	return res, nil
 }
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/relaymail/relay/config"
 )
 
@@ -124,7 +122,8 @@ func withCAs(pool *x509.CertPool, certs []*x509.Certificate) *x509.CertPool {
 func (s *Sender) Profile() *config.Profile { return s.profile }
 
 // Message is one message to send: the envelope and a body with CRLF line
-// endings, streamed from Body.
+// endings, streamed from Body. Lines longer than 998 octets are folded on
+// the way (see foldWriter).
 type Message struct {
 	From string   // "" is the null sender of bounces
 	To   []string // at least one
@@ -193,7 +192,9 @@ func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
 	return c, nil
 }
 
-// dial opens the connection up to and including EHLO over TLS.
+// dial opens the connection up to and including EHLO over TLS: the
+// greeting (RFC 5321 §4.3.1), EHLO with helo_name, and with use_starttls
+// STARTTLS (RFC 3207) and EHLO again.
 func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 	var tr *trace
 	if s.profile.Debug || s.opts.Debug {
@@ -205,7 +206,7 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 	if err != nil {
 		return nil, classify(s.addr, StepConnect, err)
 	}
-	tr.note("", fmt.Sprintf("connected to %s", s.addr))
+	tr.note("connected to " + s.addr)
 	conn := net.Conn(&timeoutConn{Conn: raw, timeout: s.timeout})
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer func() {
@@ -224,27 +225,81 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 			return nil, err
 		}
 	}
-	greeting, err := readGreeting(conn, tr)
-	if err != nil {
+	w := newWire(conn, tr)
+	if err := greeting(w); err != nil {
 		return nil, classify(s.addr, StepGreeting, err)
 	}
+	ext, err := ehlo(w, helo)
+	if err != nil {
+		return nil, classify(s.addr, StepEHLO, err)
+	}
 	if s.profile.UseSTARTTLS {
-		if err := startTLS(conn, helo, tr); err != nil {
-			return nil, err.(*stepError).toError(s.addr)
+		if err := startTLS(w, ext); err != nil {
+			return nil, classify(s.addr, StepSTARTTLS, err)
 		}
 		if conn, err = s.handshake(ctx, conn); err != nil {
 			return nil, err
 		}
+		w = newWire(conn, tr)
+		if ext, err = ehlo(w, helo); err != nil {
+			return nil, classify(s.addr, StepEHLO, err)
+		}
 	}
-	params := &mailParamConn{Conn: &replayConn{Conn: tr.wrap(conn), pending: greeting}}
-	client := smtp.NewClient(params)
-	client.CommandTimeout = s.timeout
-	client.SubmissionTimeout = s.timeout
-	if err := client.Hello(helo); err != nil {
-		client.Close()
-		return nil, classify(s.addr, StepEHLO, err)
+	_, secure := conn.(*tls.Conn)
+	return &Conn{sender: s, wire: w, ext: ext, raw: raw, secure: secure}, nil
+}
+
+// greeting reads the server's 220 (RFC 5321 §4.3.1). The client speaks
+// after it; a server talking ahead of it is broken or hostile.
+func greeting(w *wire) error {
+	rep, err := w.read()
+	return expect220Alone(w, rep, err, "its greeting")
+}
+
+// expect220Alone checks that the reply to what went before is a 220 and
+// that nothing follows it: the client speaks next.
+func expect220Alone(w *wire, rep *reply, err error, after string) error {
+	if err != nil {
+		return err
 	}
-	return &Conn{sender: s, client: client, raw: raw, trace: tr, params: params}, nil
+	if err := rep.expect(220); err != nil {
+		return err
+	}
+	if n := w.r.Buffered(); n > 0 {
+		return fmt.Errorf("server sent %d bytes after %s", n, after)
+	}
+	return nil
+}
+
+// ehlo greets the server and returns its extensions. A server that does
+// not know EHLO (500, 502) is greeted with HELO and offers none (RFC 5321
+// §3.2).
+func ehlo(w *wire, name string) (extensions, error) {
+	rep, err := w.cmd("EHLO " + name)
+	if err != nil {
+		return nil, err
+	}
+	if rep.code == 250 {
+		return parseEHLO(rep), nil
+	}
+	if rep.code != 500 && rep.code != 502 {
+		return nil, rep.err()
+	}
+	if rep, err = w.cmd("HELO " + name); err != nil {
+		return nil, err
+	}
+	return extensions{}, rep.expect(250)
+}
+
+// startTLS asks for TLS (RFC 3207 §4) on the plain connection.
+func startTLS(w *wire, ext extensions) error {
+	if !ext.has("STARTTLS") {
+		return errors.New("the server does not offer STARTTLS; use_starttls is set, so relay will not send in the clear")
+	}
+	// Plaintext after the 220 would be read as if it came over TLS (the
+	// STARTTLS injection of CVE-2011-0411).
+	rep, err := w.cmd("STARTTLS")
+	return expect220Alone(w, rep, err, "agreeing to STARTTLS, in the clear")
 }
 
 // handshake runs the TLS client handshake and checks the negotiated
@@ -302,7 +357,3 @@ func (c *timeoutConn) Write(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	return c.Conn.Write(p)
 }
-
-// SetDeadline ignores go-smtp's long per-command deadlines: every read and
-// write gets smtp_timeout.
-func (c *timeoutConn) SetDeadline(time.Time) error { return nil }

@@ -276,11 +276,7 @@ func TestSeveralMessagesOneConnection(t *testing.T) {
 	})
 	s := newSender(t, profileFor(u), Options{})
 	ctx := context.Background()
-	c, err := s.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConn(t, s)
 	for i := 0; i < 4; i++ {
 		_, err := c.Send(ctx, message("b@example.com"))
 		if (i == 1) != (err != nil) {
@@ -331,11 +327,7 @@ func TestAllRecipientsRefusedSendsNoData(t *testing.T) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no"}
 	}})
 	s := newSender(t, profileFor(u), Options{})
-	c, err := s.Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialConn(t, s)
 	res, err := c.Send(context.Background(), message("x@example.com"))
 	if err != nil || res.Accepted() != 0 {
 		t.Fatalf("Send() = %+v, %v; want every recipient refused", res, err)

@@ -1,136 +1,74 @@
 package upstream
 
 import (
-	"bytes"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
-)
-
-// traceMode says what the session is doing, so the trace knows what to
-// hide: the client's side of AUTH (passwords, tokens) and message bodies
-// are never logged, the way mox keeps AUTH and DATA at separate trace
-// levels.
-type traceMode int
-
-const (
-	traceCommands traceMode = iota
-	traceAuth               // client lines are credentials
-	traceBody               // client lines are the message
 )
 
 // trace logs an SMTP dialogue line by line when a profile has debug on.
-// It sits between go-smtp and TLS, so it sees plaintext and knows which
-// side spoke.
+// The client calls it for each line it sends and receives, so it knows
+// what a line is: the client's side of AUTH (passwords, tokens) and
+// message bodies are never logged, the way mox keeps AUTH and DATA at
+// separate trace levels. A nil *trace logs nothing.
 type trace struct {
-	logger *slog.Logger // nil: tracing off
+	logger *slog.Logger
 	addr   string
-
-	mu       sync.Mutex
-	mode     traceMode
-	client   []byte // partial lines
-	server   []byte
-	bodySize int64
+	auth   bool  // client lines are credentials
+	body   int64 // body octets sent since the last line logged
 }
 
 func newTrace(logger *slog.Logger, addr string) *trace {
 	return &trace{logger: logger, addr: addr}
 }
 
-func (t *trace) enabled() bool { return t != nil && t.logger != nil }
+// setAuth marks the client lines that follow as credentials, or not.
+func (t *trace) setAuth(on bool) {
+	if t != nil {
+		t.auth = on
+	}
+}
 
-func (t *trace) setMode(m traceMode) {
-	if !t.enabled() {
+// client logs a command line the client sends.
+func (t *trace) client(line string) {
+	if t == nil {
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.endBody()
-	t.mode = m
+	if t.auth {
+		line = redactAuth(line)
+	}
+	t.log("C: " + line)
 }
 
-// endBody notes the size of a body in place of its text.
-func (t *trace) endBody() {
-	if t.mode == traceBody && t.bodySize > 0 {
-		t.client = t.client[:0]
-		t.logger.Info("smtp trace", "upstream", t.addr, "line", "C: <message body, "+formatSize(t.bodySize)+">")
-		t.bodySize = 0
+// bodySent counts message octets sent, logged as their size only.
+func (t *trace) bodySent(n int) {
+	if t != nil {
+		t.body += int64(n)
 	}
 }
 
-// wrap returns conn with its plaintext traced.
-func (t *trace) wrap(conn net.Conn) net.Conn {
-	if !t.enabled() {
-		return conn
-	}
-	return &tracedConn{Conn: conn, t: t}
-}
-
-type tracedConn struct {
-	net.Conn
-	t *trace
-}
-
-func (c *tracedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.t.received(p[:n])
-	return n, err
-}
-
-func (c *tracedConn) Write(p []byte) (int, error) {
-	c.t.sent(p)
-	return c.Conn.Write(p)
-}
-
-func (t *trace) sent(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.mode == traceBody {
-		t.bodySize += int64(len(p))
+// server logs a reply line.
+func (t *trace) server(line string) {
+	if t == nil {
 		return
 	}
-	t.client = t.lines(t.client, p, func(line string) {
-		if t.mode == traceAuth {
-			line = redactAuth(line)
-		}
-		t.log("C: " + line)
-	})
-}
-
-func (t *trace) received(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.endBody()
-	t.server = t.lines(t.server, p, func(line string) { t.log("S: " + line) })
-}
-
-// lines appends p to buf and calls emit for each complete line.
-func (t *trace) lines(buf, p []byte, emit func(string)) []byte {
-	buf = append(buf, p...)
-	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
-		}
-		emit(strings.TrimRight(string(buf[:i]), "\r"))
-		buf = buf[i+1:]
-	}
-	if len(buf) > 4096 { // no line of a dialogue worth logging is this long
-		buf = buf[:0]
-	}
-	return buf
+	t.log("S: " + line)
 }
 
 // note logs a line relay itself adds to the trace.
-func (t *trace) note(dir, line string) {
-	if !t.enabled() {
-		return
+func (t *trace) note(line string) {
+	if t != nil {
+		t.log(line)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.log(dir + line)
+}
+
+func (t *trace) endBody() {
+	if t.body > 0 {
+		t.log("C: <message body, " + strconv.FormatInt(t.body, 10) + " bytes>")
+		t.body = 0
+	}
 }
 
 func (t *trace) log(line string) {
@@ -151,19 +89,3 @@ func redactAuth(line string) string {
 	}
 	return "<redacted>"
 }
-
-// isReply reports whether p starts like an SMTP reply: three digits, then a
-// space, a hyphen or the end of the line.
-func isReply(p []byte) bool {
-	if len(p) < 3 {
-		return false
-	}
-	for _, c := range p[:3] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(p) == 3 || p[3] == ' ' || p[3] == '-' || p[3] == '\r' || p[3] == '\n'
-}
-
-func formatSize(n int64) string { return strconv.FormatInt(n, 10) + " bytes" }

@@ -4,6 +4,7 @@ package main
 // plain SMTP client.
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/relaymail/relay/internal/testpeer"
 )
 
 // signal sends sig to the running binary.
@@ -40,17 +43,11 @@ func (p *proc) waitExit(t *testing.T) int {
 // times, and returns stderr.
 func (p *proc) waitLog(t *testing.T, want string, n int) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s := p.stderr.String()
-		if strings.Count(s, want) >= n {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay's log does not hold %q %d times after 20s:\n%s", want, n, s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// startBinary prints the whole log when the test fails.
+	testpeer.WaitFor(t, fmt.Sprintf("%q %d times in relay's log", want, n), 20*time.Second, func() bool {
+		return strings.Count(p.stderr.String(), want) >= n
+	})
+	return p.stderr.String()
 }
 
 // dialSMTP opens an SMTP client connection to addr and says EHLO.

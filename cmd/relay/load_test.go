@@ -15,7 +15,7 @@ import (
 // TestLoadWithSMTPSource: Postfix's own load generator sends a bounded
 // burst (500 messages of 10 KB over 20 parallel sessions) through the
 // binary in queue mode; every message reaches the upstream exactly once.
-// It checks correctness under load; speed is measured by ../shared/bench.
+// It checks correctness under load; speed is measured by bench/compare.sh.
 func TestLoadWithSMTPSource(t *testing.T) {
 	source := "/usr/sbin/smtp-source"
 	if _, err := os.Stat(source); err != nil {

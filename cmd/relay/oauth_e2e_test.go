@@ -99,7 +99,7 @@ func TestTokenEndpointDownThenBack(t *testing.T) {
 	if err := sendPlain(p.addr, "alarms@example.com", "ops@example.com", "Subject: queued\r\n\r\nwhile the token endpoint is down\r\n"); err != nil {
 		t.Fatalf("send: %v; want 250 while the token endpoint is down", err)
 	}
-	waitUntil(t, 15*time.Second, "a deferral for the token", func() bool {
+	testpeer.WaitFor(t, "a deferral for the token", 15*time.Second, func() bool {
 		s := p.stderr.String()
 		return strings.Contains(s, "msg=deferred") && strings.Contains(s, "access token")
 	})

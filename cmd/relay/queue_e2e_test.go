@@ -61,7 +61,7 @@ func TestQueueAcrossRestart(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "OK {}" {
 		t.Fatalf("python send while the upstream is down: %v %s", err, out)
 	}
-	waitUntil(t, 10*time.Second, "a failed delivery attempt in the log", func() bool {
+	testpeer.WaitFor(t, "a failed delivery attempt in the log", 10*time.Second, func() bool {
 		return strings.Contains(p.stderr.String(), "msg=deferred")
 	})
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -77,17 +77,6 @@ func TestQueueAcrossRestart(t *testing.T) {
 	m := u.WaitMessages(t, 1, 30*time.Second)[0]
 	if !strings.Contains(string(m.Data), "Tank 4 high level.") {
 		t.Fatalf("upstream got %q", m.Data)
-	}
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

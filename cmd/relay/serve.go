@@ -56,13 +56,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 	if hooks.logHandler != nil {
 		logger = slog.New(hooks.logHandler(logger.Handler()))
 	}
+	// The packages add their own component to logger; this is the
+	// process's own.
+	log := logger.With("component", "relay")
 	cfg, err := loadConfig(*cfgFlag, io.Discard) // warnings are logged below
 	if err != nil {
-		logConfigError(stderr, logger, *logFormat, err)
+		logConfigError(stderr, log, *logFormat, err)
 		return exitConfig
 	}
 	for _, w := range cfg.Warnings {
-		logger.Warn("configuration warning", "warning", w)
+		log.Warn("configuration warning", "warning", w)
 	}
 
 	if *listen != "" {
@@ -73,39 +76,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 	}
 	sp, err := spool.Open(filepath.Join(cfg.Server.DataDir, "spool"), spool.Options{Logger: logger})
 	if err != nil {
-		logger.Error("relay does not start", "error", err.Error())
+		log.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer sp.Close()
 	tokens, err := oauth.NewManager(cfg, oauth.Options{Logger: logger, RefreshAhead: true})
 	if err != nil {
-		logger.Error("relay does not start", "error", err.Error())
+		log.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer tokens.Close()
 	metrics := admin.NewMetrics()
 	srv, err := relay.NewServer(cfg, relay.Options{Logger: logger, Transports: relay.Transports(upstream.Options{Logger: logger}, tokens), Spool: sp, Events: metrics.Observe})
 	if err != nil {
-		logger.Error("relay does not start", "config", cfg.File, "error", err.Error())
+		log.Error("relay does not start", "config", cfg.File, "error", err.Error())
 		return exitFail
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		logger.Error("relay does not start: cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
+		log.Error("relay does not start", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitFail
 	}
 	var smtps net.Listener // implicit TLS (RFC 8314), when smtps_listen is set
 	if cfg.Server.SMTPSListen != "" {
 		if smtps, err = net.Listen("tcp", cfg.Server.SMTPSListen); err != nil {
 			ln.Close()
-			logger.Error("relay does not start: cannot listen", "smtps_listen", cfg.Server.SMTPSListen, "error", err.Error())
+			log.Error("relay does not start", "smtps_listen", cfg.Server.SMTPSListen, "error", err.Error())
 			return exitFail
 		}
 	}
 	announce(stdout, cfg, ln.Addr().String(), smtps)
 	stopAdmin, err := serveAdmin(cfg, srv, tokens, metrics, logger)
 	if err != nil {
-		logger.Error("relay does not start", "error", err.Error())
+		log.Error("relay does not start", "error", err.Error())
 		return exitFail
 	}
 	defer stopAdmin()
@@ -115,10 +118,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 		started = append(started, "smtps_listen", smtps.Addr().String())
 		serving += " and SMTPS on " + smtps.Addr().String()
 	}
-	logger.Info("relay started", append(started, "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())...)
-	var sd stateNotifier = newNotifier(logger)
+	log.Info("relay started", append(started, "config", cfg.File, "profiles", len(cfg.Profiles), "queued", sp.Len(), "version", versionLine())...)
+	var sd stateNotifier = newNotifier(log)
 	if hooks.notifier != nil {
-		sd = hooks.notifier(logger)
+		sd = hooks.notifier(log)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -159,7 +162,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 	}
 	reloadNow := func() {
 		sd.reloading("reloading " + cfg.File)
-		sd.ready(serving + "; " + reload(srv, tokens, cfg.File, logger))
+		sd.ready(serving + "; " + reload(srv, tokens, cfg.File, log))
 	}
 	// The spool was scanned when it opened and the queue delivers what it
 	// holds: now systemd may call relay started.
@@ -173,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 			waitServed()
 			stopDelivery(time.Second)
 			if err != nil {
-				logger.Error("smtp listener failed", "error", err)
+				log.Error("smtp listener failed", "error", err)
 				return exitFail
 			}
 			return exitOK
@@ -183,17 +186,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 			reloadNow()
 		case <-ctx.Done():
 			sd.stopping("stopping: waiting for transactions in progress")
-			logger.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
+			log.Info("shutting down: no new connections; waiting for transactions in progress", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			err := srv.Shutdown(sctx)
 			cancel()
 			if err != nil {
-				logger.Warn("shutdown: connections closed after the grace period", "error", err)
+				log.Warn("connections closed after the shutdown grace period", "error", err)
 			}
 			<-served
 			waitServed()
 			stopDelivery(10 * time.Second)
-			logger.Info("relay stopped")
+			log.Info("relay stopped")
 			return exitOK
 		}
 	}
@@ -202,32 +205,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, hooks s
 // reload re-reads the configuration file on SIGHUP. A bad file is logged
 // with its lines and the configuration in effect stays. It returns a
 // one-line status for systemd.
-func reload(srv *relay.Server, tokens *oauth.Manager, file string, logger *slog.Logger) string {
+func reload(srv *relay.Server, tokens *oauth.Manager, file string, log *slog.Logger) string {
 	if file == config.EmbeddedName {
-		logger.Info("reload: running on the embedded default; nothing to reload")
+		log.Info("nothing to reload: running on the embedded default")
 		return "embedded default: nothing to reload"
 	}
 	cfg, err := config.Load(file)
 	if err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		log.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
 		return "reload refused: " + err.Error()
 	}
 	for _, w := range cfg.Warnings {
-		logger.Warn("configuration warning", "warning", w)
+		log.Warn("configuration warning", "warning", w)
 	}
 	if err := tokens.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		log.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
 		return "reload refused: " + err.Error()
 	}
 	old := srv.Config()
 	if err := srv.Apply(cfg); err != nil {
-		logger.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
+		log.Error("reload refused: the configuration in effect stays", "config", file, "error", err.Error())
 		return "reload refused: " + err.Error()
 	}
 	for _, key := range relay.RestartOnly(old, cfg) {
-		logger.Warn("reload: this setting takes effect only after a restart", "key", key)
+		log.Warn("setting takes effect only after a restart", "key", key)
 	}
-	logger.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
+	log.Info("configuration reloaded", "config", file, "profiles", len(cfg.Profiles))
 	return "configuration reloaded"
 }
 
@@ -237,7 +240,8 @@ func serveAdmin(cfg *config.Config, srv *relay.Server, tokens *oauth.Manager, me
 	if cfg.Admin.Listen == "" {
 		return func() {}, nil
 	}
-	as, err := admin.New(admin.Options{Relay: srv, Tokens: admin.OAuthTokens(tokens), Metrics: metrics, Logger: logger})
+	log := logger.With("component", "relay")
+	as, err := admin.New(admin.Options{Relay: srv, Tokens: tokens, Metrics: metrics, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -246,12 +250,12 @@ func serveAdmin(cfg *config.Config, srv *relay.Server, tokens *oauth.Manager, me
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Listen, err)
 	}
 	go as.Serve(ln)
-	logger.Info("admin listener started", "listen", ln.Addr().String())
+	log.Info("admin listener started", "listen", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := as.Shutdown(ctx); err != nil {
-			logger.Warn("admin listener: shutdown", "error", err)
+			log.Warn("admin listener shutdown failed", "error", err)
 		}
 	}, nil
 }

@@ -64,12 +64,25 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 	}
+	// A running relay owns the tokens: work through its admin API.
+	// Otherwise through a token manager of its own over the data
+	// directory. Either way each verb is one function over tokenSteer.
 	client, err := runningServer(cfg, *passwordFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay token %s: %v\n", verb, err)
 		return exitFail
 	}
-	t := tokenCmd{cfg: cfg, client: client, name: name, stdout: stdout, stderr: stderr, verb: verb}
+	t := tokenCmd{cfg: cfg, name: name, stdout: stdout, stderr: stderr, verb: verb}
+	if client != nil {
+		t.steer, t.base = client, client.BaseURL
+	} else {
+		m, err := t.manager(verb != "status")
+		if err != nil {
+			return t.fail(err)
+		}
+		defer m.Close()
+		t.steer = localTokens{m}
+	}
 	switch verb {
 	case "status":
 		return t.status(*asJSON)
@@ -82,9 +95,59 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return t.grant(stdin)
 }
 
+// tokenSteer is what relay token works through: a running relay's admin
+// API (*admin.Client), or a token manager that runs in the command over
+// the local data directory (localTokens).
+type tokenSteer interface {
+	Tokens(ctx context.Context) ([]oauth.Status, error)
+	Token(ctx context.Context, profile string) (oauth.Status, error)
+	Refresh(ctx context.Context, profile string) (admin.TokenRefreshResult, error)
+	StartGrant(ctx context.Context, profile string) (authURL string, err error)
+	CompleteGrant(ctx context.Context, profile, redirectURL string) (admin.GrantComplete, error)
+	StartDevice(ctx context.Context, profile string) (oauth.DeviceGrant, error)
+}
+
+// localTokens works on a token manager of the command's own, with the
+// answers the admin API gives for the running relay's.
+type localTokens struct{ m *oauth.Manager }
+
+func (l localTokens) Tokens(context.Context) ([]oauth.Status, error) { return l.m.Statuses(), nil }
+
+func (l localTokens) Token(_ context.Context, profile string) (oauth.Status, error) {
+	if s := l.m.Source(profile); s != nil {
+		return s.Status(), nil
+	}
+	return oauth.Status{}, fmt.Errorf("no OAuth2 profile %q", profile)
+}
+
+func (l localTokens) Refresh(ctx context.Context, profile string) (admin.TokenRefreshResult, error) {
+	err := l.m.Refresh(ctx, profile)
+	st, _ := l.Token(ctx, profile)
+	if err != nil {
+		return admin.TokenRefreshResult{Error: err.Error(), Token: st}, err
+	}
+	return admin.TokenRefreshResult{Refreshed: true, Token: st}, nil
+}
+
+func (l localTokens) StartGrant(_ context.Context, profile string) (string, error) {
+	return l.m.StartGrant(profile)
+}
+
+func (l localTokens) CompleteGrant(ctx context.Context, profile, redirectURL string) (admin.GrantComplete, error) {
+	if err := l.m.CompleteRedirect(ctx, profile, redirectURL); err != nil {
+		return admin.GrantComplete{Error: err.Error()}, err
+	}
+	return admin.GrantComplete{Granted: true}, nil
+}
+
+func (l localTokens) StartDevice(ctx context.Context, profile string) (oauth.DeviceGrant, error) {
+	return l.m.StartDevice(ctx, profile)
+}
+
 type tokenCmd struct {
 	cfg            *config.Config
-	client         *admin.Client // nil: no relay runs
+	steer          tokenSteer
+	base           string // the running relay's admin listener; "" when none runs
 	name, verb     string
 	stdout, stderr io.Writer
 }
@@ -93,6 +156,11 @@ func (t *tokenCmd) fail(err error) int {
 	hint := apiHint(err)
 	fmt.Fprintf(t.stderr, "relay token %s: %v%s\n", t.verb, err, hint)
 	return exitFail
+}
+
+// logger is the command's own token manager's: warnings on stderr.
+func (t *tokenCmd) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // manager makes a token manager on the data directory for a relay that
@@ -109,27 +177,16 @@ func (t *tokenCmd) manager(write bool) (*oauth.Manager, error) {
 			sp.Close()
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(t.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return oauth.NewManager(t.cfg, oauth.Options{Logger: logger})
+	return oauth.NewManager(t.cfg, oauth.Options{Logger: t.logger()})
 }
 
 func (t *tokenCmd) status(asJSON bool) int {
-	var sts []admin.TokenStatus
-	if t.client != nil {
-		var err error
-		if sts, err = t.client.Tokens(context.Background()); err != nil {
-			return t.fail(err)
-		}
-	} else {
-		m, err := t.manager(false)
-		if err != nil {
-			return t.fail(err)
-		}
-		sts = admin.OAuthTokens(m).Statuses()
-		m.Close()
+	sts, err := t.steer.Tokens(context.Background())
+	if err != nil {
+		return t.fail(err)
 	}
 	if t.name != "" {
-		var one []admin.TokenStatus
+		var one []oauth.Status
 		for _, st := range sts {
 			if st.Profile == t.name {
 				one = append(one, st)
@@ -141,7 +198,7 @@ func (t *tokenCmd) status(asJSON bool) int {
 		enc := json.NewEncoder(t.stdout)
 		enc.SetIndent("", "  ")
 		if sts == nil {
-			sts = []admin.TokenStatus{}
+			sts = []oauth.Status{}
 		}
 		enc.Encode(sts)
 		return exitOK
@@ -157,7 +214,7 @@ func (t *tokenCmd) status(asJSON bool) int {
 }
 
 // printStatus prints one profile's token state in a few lines.
-func printStatus(w io.Writer, st admin.TokenStatus) {
+func printStatus(w io.Writer, st oauth.Status) {
 	flow := "client credentials"
 	if st.Interactive {
 		flow = "interactive"
@@ -166,7 +223,7 @@ func printStatus(w io.Writer, st admin.TokenStatus) {
 	switch {
 	case !st.Expiry.IsZero():
 		expiry = "expires " + st.Expiry.Local().Format("2006-01-02 15:04:05") + " (" + relative(st.Expiry) + ")"
-	case st.State != admin.StateValid:
+	case st.State != oauth.StateValid:
 		expiry = "no access token"
 	}
 	refresh := "none"
@@ -180,10 +237,10 @@ func printStatus(w io.Writer, st admin.TokenStatus) {
 			fmt.Fprintf(w, "  hint: %s\n", st.Hint)
 		}
 	}
-	if g := st.Grant; g != nil && g.State == admin.GrantPending {
+	if g := st.Device; g != nil && g.State == oauth.DevicePending {
 		fmt.Fprintf(w, "  device sign-in pending: open %s and enter %s\n", g.VerificationURI, g.UserCode)
 	}
-	if st.State == admin.StateInvalid && st.Interactive {
+	if st.State == oauth.StateInvalid && st.Interactive {
 		device := ""
 		if st.DeviceSignIn {
 			device = " (or relay token grant -device " + st.Profile + " to sign in with a code)"
@@ -203,30 +260,13 @@ func relative(t time.Time) string {
 func (t *tokenCmd) refresh() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if t.client != nil {
-		r, err := t.client.Refresh(ctx, t.name)
-		if err != nil {
-			if r.Token.Profile != "" {
-				printStatus(t.stderr, r.Token)
-			}
-			return t.fail(err)
-		}
-		printStatus(t.stdout, r.Token)
-		return exitOK
-	}
-	m, err := t.manager(true)
+	r, err := t.steer.Refresh(ctx, t.name)
 	if err != nil {
-		return t.fail(err)
-	}
-	defer m.Close()
-	tk := admin.OAuthTokens(m)
-	if err := tk.Refresh(ctx, t.name); err != nil {
-		return t.fail(err)
-	}
-	for _, st := range tk.Statuses() {
-		if st.Profile == t.name {
-			printStatus(t.stdout, st)
+		if r.Token.Profile != "" {
+			printStatus(t.stderr, r.Token)
 		}
+		return t.fail(err)
 	}
+	printStatus(t.stdout, r.Token)
 	return exitOK
 }

@@ -1,6 +1,7 @@
-// Package sasllogin is the server side of the SASL LOGIN mechanism, which
-// go-sasl no longer provides. LOGIN is obsolete (draft-murchison-sasl-login)
-// but it is what many legacy applications and Office 365 speak.
+// Package sasllogin is the SASL LOGIN mechanism, server and client. go-sasl
+// no longer has the server, and its client takes no challenge but exactly
+// "Password:". LOGIN is obsolete (draft-murchison-sasl-login) but it is what
+// many legacy applications and Office 365 speak.
 package sasllogin
 
 import (

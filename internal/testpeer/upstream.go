@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,11 @@ type UpstreamOptions struct {
 	// NoSMTPUTF8 makes the upstream not offer SMTPUTF8 (RFC 6531), as
 	// many older servers do not.
 	NoSMTPUTF8 bool
+
+	// Hide lists EHLO keywords (PIPELINING, CHUNKING…) the upstream does
+	// not offer, for clients that must do without them. Only on
+	// connections without TLS.
+	Hide []string
 
 	// MaxConns, when positive, refuses connections beyond that many at
 	// once with "421 4.3.2 Too many connections", as Office 365 does past a
@@ -137,6 +143,9 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 	if opts.MaxConns > 0 {
 		ln = &capListener{Listener: ln, max: opts.MaxConns}
 	}
+	if len(opts.Hide) > 0 {
+		ln = &hideListener{Listener: ln, hide: opts.Hide}
+	}
 	u.Addr = ln.Addr().String()
 	host, port, _ := net.SplitHostPort(u.Addr)
 	u.Host = host
@@ -147,15 +156,18 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 }
 
 // FreeAddr returns a loopback address on which nothing listens, for an
-// upstream that is down (and may come up there later).
+// upstream that is down (and may come up there later, in this process or
+// another). Until the test ends the port stays reserved (reservePort), so
+// that no listener on 127.0.0.1:0 — relay's own, in this process or a
+// child — is given it meanwhile and ends up delivering to itself.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := reservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Cleanup(release)
+	return addr
 }
 
 // Close stops the upstream now: new connections are refused.
@@ -427,4 +439,41 @@ type capConn struct {
 func (c *capConn) Close() error {
 	c.release()
 	return c.Conn.Close()
+}
+
+// hideListener's connections rename the hidden keywords in EHLO replies,
+// which go-smtp writes one line at a time, to "X-HIDDEN-…", which no
+// client knows.
+type hideListener struct {
+	net.Listener
+	hide []string
+}
+
+func (l *hideListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &hideConn{Conn: c, hide: l.hide}, nil
+}
+
+type hideConn struct {
+	net.Conn
+	hide []string
+}
+
+func (c *hideConn) Write(p []byte) (int, error) {
+	if len(p) > 4 && bytes.HasPrefix(p, []byte("250")) {
+		for _, k := range c.hide {
+			word, _, _ := strings.Cut(strings.TrimSpace(string(p[4:])), " ")
+			if strings.EqualFold(word, k) {
+				q := append(append([]byte(nil), p[:4]...), "X-HIDDEN-"...)
+				if _, err := c.Conn.Write(append(q, p[4:]...)); err != nil {
+					return 0, err
+				}
+				return len(p), nil
+			}
+		}
+	}
+	return c.Conn.Write(p)
 }

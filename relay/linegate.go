@@ -1,0 +1,257 @@
+package relay
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+
+	"github.com/emersion/go-smtp"
+)
+
+// maxCommandLine bounds a command line, its CRLF included. RFC 5321
+// §4.5.3.1.4 says 512 octets; extensions make lines longer, and §4.5.3.1
+// asks servers to be liberal: relay takes 2000, as go-smtp did.
+const maxCommandLine = 2000
+
+// gateBuffer is what the gate reads ahead of go-smtp.
+const gateBuffer = 32 << 10
+
+// Modes of a lineGate.
+const (
+	gateCommands = iota // hand on complete command lines only
+	gateData            // a DATA message: complete lines, bounded only by max_message_bytes
+	gateAwaitTLS        // STARTTLS was handed on: its reply decides
+	gateTLS             // the client speaks TLS: bytes as they come
+)
+
+// lineGate is relay's own reading of a client connection, in place of
+// go-smtp's byte-by-byte line length check (its MaxLineLength is 0). It
+// works a line at a time (bytes.IndexByte) and gives go-smtp:
+//
+//   - between commands, only complete lines, each at most maxCommandLine
+//     octets (longer: smtp.ErrTooLongLine, which go-smtp answers with
+//     "500 5.4.0" before it closes). A line cut by a read timeout or a
+//     hang-up is dropped, never executed: go-smtp sees only the error and
+//     answers 421 (or nothing, after a hang-up);
+//   - the chunk of a "BDAT n" command as it is, n octets (RFC 3030 §2);
+//   - after a 354, the message in complete lines, any length: go-smtp's
+//     max_message_bytes is the only bound (RFC 2920 §3.1: a client sends
+//     no message before the 354);
+//   - after STARTTLS and its 220, the TLS stream untouched. go-smtp reads
+//     the plaintext of a TLS session itself, beneath which the gate cannot
+//     see lines: there it only bounds the octets a client sends between two
+//     commands by tlsCap.
+type lineGate struct {
+	mu     sync.Mutex
+	buf    []byte // buf[r:w] is read from the client, not yet handed on
+	r, w   int
+	line   int   // octets of a checked complete line still to hand on
+	ready  int   // octets of a message that may be handed on
+	seen   int   // buf[r:seen] holds no line break: no need to look again
+	next   int64 // octets of a BDAT chunk that follow that line
+	raw    int64 // octets of a BDAT chunk still to hand on as they are
+	mode   int
+	err    error // the read error that ends the input, or ErrTooLongLine
+	tlsCap int64 // TLS: octets allowed between two commands
+	tlsN   int64 // TLS: octets since the last command
+}
+
+func newLineGate(tlsCap int64) *lineGate {
+	return &lineGate{buf: make([]byte, gateBuffer), tlsCap: tlsCap}
+}
+
+// read fills p from src, the client connection, as the mode allows.
+func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if n := g.handOn(p); n > 0 {
+			return n, nil
+		}
+		if g.err == smtp.ErrTooLongLine {
+			return 0, g.err
+		}
+		if g.raw > 0 || g.mode == gateTLS {
+			return g.readThrough(p, src)
+		}
+		if err := g.check(); err != nil {
+			return 0, err
+		}
+		if g.line > 0 || g.mode == gateData && g.completeData() > 0 {
+			continue
+		}
+		if g.err != nil {
+			// What is left is an incomplete line: dropped, never executed.
+			g.r, g.w, g.seen = 0, 0, 0
+			return 0, g.err
+		}
+		g.fill(src)
+	}
+}
+
+// handOn copies to p what may be handed on from the buffer.
+func (g *lineGate) handOn(p []byte) int {
+	var n int
+	switch {
+	case g.raw > 0 || g.mode == gateTLS:
+		k := g.w - g.r
+		if g.raw > 0 {
+			k = int(min(int64(k), g.raw))
+		}
+		n = copy(p, g.buf[g.r:g.r+k])
+		g.raw -= int64(min(int64(n), g.raw))
+	case g.line > 0:
+		n = copy(p, g.buf[g.r:g.r+g.line])
+		if g.line -= n; g.line == 0 {
+			g.raw, g.next = g.next, 0
+		}
+	case g.mode == gateData:
+		n = copy(p, g.buf[g.r:g.r+g.completeData()])
+		g.ready -= n
+	}
+	g.r += n
+	return n
+}
+
+// completeData is how much of the buffer a message may hand on: up to
+// the end of its last complete line, or all of a full buffer (a line
+// longer than the buffer goes in pieces).
+func (g *lineGate) completeData() int {
+	if g.ready > 0 {
+		return g.ready
+	}
+	from := max(g.r, min(g.seen, g.w))
+	if i := bytes.LastIndexByte(g.buf[from:g.w], '\n'); i >= 0 {
+		g.ready = from + i + 1 - g.r
+	} else if g.r == 0 && g.w == len(g.buf) {
+		g.ready = g.w
+	} else {
+		g.seen = g.w
+	}
+	return g.ready
+}
+
+// check looks for the next complete command line and vets it.
+func (g *lineGate) check() error {
+	if g.mode != gateCommands && g.mode != gateAwaitTLS {
+		return nil
+	}
+	i := bytes.IndexByte(g.buf[g.r:g.w], '\n')
+	if i < 0 {
+		if g.w-g.r >= maxCommandLine {
+			g.err = smtp.ErrTooLongLine
+			return g.err
+		}
+		return nil
+	}
+	line := g.buf[g.r : g.r+i+1]
+	if len(line) > maxCommandLine {
+		g.err = smtp.ErrTooLongLine
+		return g.err
+	}
+	g.line = len(line)
+	g.next = bdatChunk(line)
+	if bytes.HasPrefix(bytes.ToUpper(line), []byte("STARTTLS")) {
+		g.mode = gateAwaitTLS
+	}
+	return nil
+}
+
+// bdatChunk is the size of the chunk that follows a command line, the
+// way go-smtp parses "BDAT size [LAST]": it reads the chunk whenever the
+// arguments parse, even to discard it.
+func bdatChunk(line []byte) int64 {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) <= 5 || line[4] != ' ' || !bytes.EqualFold(line[:4], []byte("BDAT")) {
+		return 0
+	}
+	args := bytes.Fields(line[5:])
+	if len(args) == 0 || len(args) > 2 || len(args) == 2 && !bytes.EqualFold(args[1], []byte("LAST")) {
+		return 0
+	}
+	n, err := strconv.ParseUint(string(args[0]), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return int64(n)
+}
+
+// readThrough reads from the client straight into p: a BDAT chunk, or
+// TLS.
+func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	if g.raw > 0 && int64(len(p)) > g.raw {
+		p = p[:g.raw]
+	}
+	n, err := src(p)
+	if g.raw > 0 {
+		g.raw -= int64(n)
+	} else if g.tlsN += int64(n); g.tlsN > g.tlsCap {
+		g.err = smtp.ErrTooLongLine
+		return 0, g.err
+	}
+	if err != nil {
+		g.err = err
+	}
+	return n, err
+}
+
+// fill reads more from the client into the buffer.
+func (g *lineGate) fill(src func([]byte) (int, error)) {
+	if g.r > 0 {
+		g.w = copy(g.buf, g.buf[g.r:g.w])
+		g.seen = max(g.seen-g.r, 0)
+		g.r = 0
+	}
+	n, err := src(g.buf[g.w:])
+	g.w += n
+	if err != nil {
+		g.err = err
+	} else if n == 0 && g.w == len(g.buf) {
+		// Cannot happen: a full buffer holds a full line or is refused.
+		g.err = smtp.ErrTooLongLine
+	}
+}
+
+// replied tells the gate what the server answered: a 354 starts a
+// message, the 220 to STARTTLS starts TLS.
+func (g *lineGate) replied(p []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.mode == gateAwaitTLS && bytes.HasPrefix(p, []byte("220")):
+		// Plaintext the client sent behind STARTTLS is thrown away, never
+		// read as if it came over TLS (CVE-2011-0411).
+		g.mode = gateTLS
+		g.r, g.w, g.line, g.ready, g.seen = 0, 0, 0, 0, 0
+	case g.mode == gateAwaitTLS:
+		g.mode = gateCommands
+	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
+		g.mode = gateData
+	}
+}
+
+// startTLS puts the gate in TLS mode from the start, for a listener with
+// implicit TLS (smtps_listen).
+func (g *lineGate) startTLS() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.mode = gateTLS
+}
+
+// nextCommand tells the gate that go-smtp reads its next command: a
+// message is over.
+func (g *lineGate) nextCommand() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tlsN = 0
+	if g.mode == gateData {
+		g.mode = gateCommands
+		g.ready = 0
+	}
+}

@@ -133,6 +133,9 @@ kind = "maildir"
 path = %q
 %s`, dataDir, adminLn.Addr().String(), o.passwordHash, host, port, caFile, upstreamPassword, filepath.Join(dataDir, "maildir"), extra)
 	cfg, err := config.Parse("test.toml", []byte(text))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/relaymail/relay/config"
+	"github.com/relaymail/relay/internal/testpeer"
 	"github.com/relaymail/relay/oauth"
 )
 
@@ -56,8 +57,9 @@ access_token_timeout = "10s"
 // rules for the POSTs and the API.
 func TestTokenPageButtons(t *testing.T) {
 	fake := &fakeTokens{authURL: "http://127.0.0.1:9/authorize"}
+	caFile, _, _ := testpeer.TestPKI(t).Files(t) // tls_ca_file must hold a certificate
 	h := startHarness(t, harnessOptions{
-		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", "/dev/null"),
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", caFile),
 		tokens: func(*testing.T, *config.Config) Tokens { return fake },
 	})
 	cases := []struct {
@@ -188,8 +190,9 @@ func TestTokenAPIFields(t *testing.T) {
 		Requests: 3, Failures: 1, DeviceSignIn: true,
 		Device: &oauth.DeviceGrant{Profile: "gmail", Method: "device", State: oauth.DeviceFailed, UserCode: "ABCD-EFGH", VerificationURI: "https://example.com/device", Error: "expired_token", Hint: "start again"},
 	}}}
+	caFile, _, _ := testpeer.TestPKI(t).Files(t) // tls_ca_file must hold a certificate
 	h := startHarness(t, harnessOptions{
-		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", "/dev/null"),
+		extra:  oauthProfiles("http://127.0.0.1:9/authorize", "http://127.0.0.1:9/token", "id", "client-S3cret", "127.0.0.1", "25", caFile),
 		tokens: func(*testing.T, *config.Config) Tokens { return fake },
 	})
 	var sts []map[string]any

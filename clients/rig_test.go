@@ -127,6 +127,9 @@ password = %[11]q
 delivery = "queue"
 `, dataDir, certFile, keyFile, maildirUser, hash, queueUser, r.maildir, up.Port, caFile, upstreamUser, upstreamPass)
 	cfg, err := config.Parse("clients.toml", []byte(cfgText))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

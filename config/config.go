@@ -1,12 +1,19 @@
 // Package config reads relay's TOML configuration file: its types, the seed's
-// defaults, validation with FILE:LINE errors, and secrets read from files or
-// the environment.
+// defaults and validation with FILE:LINE errors.
 //
-// Load collects every problem in a file before it returns, so a user fixes
-// them in one pass; nothing in the file is used unless all of it is valid.
+// Parse reads only the document: it opens no file and reads no environment
+// variable. Resolve, a separate step, reads what the document names outside
+// itself: secrets from files and the environment, certificates and keys,
+// CA files, and hashes plain user passwords; its errors name FILE:LINE too.
+// Load is both, for a file on disk.
+//
+// Each step collects every problem before it returns, so a user fixes them
+// in one pass; nothing in the file is used unless all of it is valid.
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/netip"
 	"time"
 )
@@ -28,6 +35,9 @@ type Config struct {
 	// Warnings are problems that do not stop relay from starting, such as
 	// a secret in a file that other users may read.
 	Warnings []string
+
+	// lines is the document's line index, so that Resolve names FILE:LINE.
+	lines *lineIndex
 }
 
 // Server holds the [server] table: the submission listener for legacy apps.
@@ -61,6 +71,9 @@ type Server struct {
 
 	// Networks is AllowUnauthenticated parsed.
 	Networks []netip.Prefix `toml:"-"`
+	// Certificate is TLSCertFile and TLSKeyFile loaded by Resolve; nil
+	// without them.
+	Certificate *tls.Certificate `toml:"-"`
 }
 
 // Queue holds the [queue] table: the store-and-forward retry schedule.
@@ -158,6 +171,9 @@ type Profile struct {
 
 	// Client is the OAuth2Client named by OAuth2Client, or nil.
 	Client *OAuth2Client `toml:"-"`
+	// CACerts are the certificates of TLSCAFile, read by Resolve: trusted
+	// for the upstream server besides the system's roots.
+	CACerts []*x509.Certificate `toml:"-"`
 	// TLSVersions are the TLS versions SSLProtocols allows, lowest first.
 	TLSVersions []uint16 `toml:"-"`
 	Line        int      `toml:"-"`
@@ -178,9 +194,9 @@ func (p *Profile) AuthMethod() string {
 		return "maildir"
 	case p.IsOAuth2() && p.Interactive:
 		return "xoauth2 (authorization code)"
-	case p.IsOAuth2() && p.Client != nil && p.Client.ServiceAccount != nil:
+	case p.IsOAuth2() && p.Client != nil && p.Client.ServiceAccountFile != "":
 		return "xoauth2 (service account)"
-	case p.IsOAuth2() && p.Client != nil && p.Client.Certificate != nil:
+	case p.IsOAuth2() && p.Client != nil && p.Client.ClientCertificateFile != "":
 		return "xoauth2 (client credentials, certificate)"
 	case p.IsOAuth2():
 		return "xoauth2 (client credentials)"
@@ -206,7 +222,7 @@ func (p *Profile) Security() string {
 // Client: one client may serve many profiles.
 type OAuth2Client struct {
 	Name             string `toml:"name"`
-	Provider         string `toml:"provider"` // "", "google" or "microsoft": fills the URLs
+	Provider         string `toml:"provider"` // "", "google" or "microsoft": oauth.Endpoint fills the URLs left out
 	Tenant           string `toml:"tenant"`   // with provider "microsoft"; default "common"
 	ClientID         string `toml:"client_id"`
 	ClientSecret     string `toml:"client_secret"`
@@ -216,8 +232,8 @@ type OAuth2Client struct {
 	TokenURL         string `toml:"token_url"`
 	RedirectURL      string `toml:"redirect_url"` // default: http://<admin.listen>/oauth2/callback
 	// DeviceAuthURL is the device authorization endpoint (RFC 8628 §3.1)
-	// for `relay token grant -device`; provider "microsoft" derives it
-	// from tenant.
+	// for `relay token grant -device`; with provider "microsoft",
+	// oauth.Endpoint derives it from tenant.
 	DeviceAuthURL string `toml:"device_auth_url"`
 	// ClientCertificateFile and ClientKeyFile are a PEM certificate
 	// registered on the app and its RSA private key: token requests then
@@ -229,7 +245,7 @@ type OAuth2Client struct {
 	// their username (domain-wide delegation). provider "google" only.
 	ServiceAccountFile string `toml:"service_account_file"`
 
-	// Credentials resolved from the files above by Load.
+	// Credentials read from the files above by Resolve.
 	Certificate    *ClientCertificate `toml:"-"`
 	ServiceAccount *ServiceAccount    `toml:"-"`
 
@@ -239,10 +255,11 @@ type OAuth2Client struct {
 }
 
 // Public reports whether the client has no credential of its own (no
-// secret, certificate or service account): a public client, which never
-// sends client_secret (RFC 6749 §2.1).
+// secret, certificate or service account, inline or in a file): a public
+// client, which never sends client_secret (RFC 6749 §2.1). It needs no
+// Resolve.
 func (oc *OAuth2Client) Public() bool {
-	return oc.ClientSecret == "" && oc.Certificate == nil && oc.ServiceAccount == nil
+	return countSet(oc.ClientSecret, oc.ClientSecretFile, oc.ClientSecretEnv, oc.ClientCertificateFile, oc.ServiceAccountFile) == 0
 }
 
 // Duration is a Go duration string in TOML ("10s", "2m").

@@ -167,8 +167,6 @@ func TestLoadGood(t *testing.T) {
 				}
 				c.eq("ClientID", oc.ClientID, "00000000-1111-2222-3333-444444444444")
 				c.eq("ClientSecret", oc.ClientSecret, "not-a-real-secret")
-				c.eq("AuthURL", oc.AuthURL, "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize")
-				c.eq("TokenURL", oc.TokenURL, "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token")
 
 				p := c.profile(cfg, "office365")
 				c.eq("Client", p.Client, oc)
@@ -194,8 +192,6 @@ func TestLoadGood(t *testing.T) {
 					c.t.Fatalf("Load(%q): no OAuth2 client google; want one", c.file)
 				}
 				c.eq("ClientSecret", oc.ClientSecret, "google-secret")
-				c.eq("AuthURL", oc.AuthURL, "https://accounts.google.com/o/oauth2/v2/auth")
-				c.eq("TokenURL", oc.TokenURL, "https://oauth2.googleapis.com/token")
 				c.eq("RedirectURL(google)", cfg.RedirectURL(oc), "http://127.0.0.1:8026/oauth2/callback")
 
 				p := c.profile(cfg, "gmail")
@@ -219,14 +215,12 @@ func TestLoadGood(t *testing.T) {
 					c.t.Fatalf("Load(%q): entra-cert has no certificate and key: %+v", c.file, cert)
 				}
 				c.eq("entra-cert Public()", cert.Public(), false)
-				c.eq("entra-cert DeviceAuthURL", cert.DeviceAuthURL, "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/devicecode")
 				sa := cfg.OAuth2ClientNamed("workspace")
 				if sa == nil || sa.ServiceAccount == nil {
 					c.t.Fatalf("Load(%q): workspace has no service account", c.file)
 				}
 				c.eq("workspace ServiceAccount.ClientEmail", sa.ServiceAccount.ClientEmail, "relay@relay-test.iam.gserviceaccount.com")
 				c.eq("workspace ClientID", sa.ClientID, "104000000000000000001")
-				c.eq("workspace DeviceAuthURL", sa.DeviceAuthURL, "")
 				pub := cfg.OAuth2ClientNamed("entra-public")
 				c.eq("entra-public Public()", pub.Public(), true)
 				c.eq("mailbox Interactive", c.profile(cfg, "mailbox").Interactive, true)

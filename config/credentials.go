@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 )
@@ -121,10 +120,10 @@ func readServiceAccountFile(path string) (*ServiceAccount, error) {
 	return &ServiceAccount{JSON: data, ClientEmail: f.ClientEmail, ClientID: f.ClientID, PrivateKeyID: f.PrivateKeyID, TokenURI: f.TokenURI}, nil
 }
 
-// validateCredentials checks the credential keys of OAuth2 client oc and
-// reads the files they name: at most one of a secret, a certificate and a
-// service account; certificate and key together and matching; a service
-// account only with provider "google".
+// validateCredentials checks the credential keys of OAuth2 client oc: at
+// most one of a secret, a certificate and a service account; certificate
+// and key together; a service account only with provider "google".
+// Resolve reads the files.
 func (l *loader) validateCredentials(oc *OAuth2Client, key func(string) string) {
 	hasSecret := oc.ClientSecret != "" || oc.ClientSecretFile != "" || oc.ClientSecretEnv != ""
 	hasCert := oc.ClientCertificateFile != "" || oc.ClientKeyFile != ""
@@ -132,18 +131,23 @@ func (l *loader) validateCredentials(oc *OAuth2Client, key func(string) string) 
 	switch {
 	case hasSA && (hasSecret || hasCert):
 		l.addf(key("service_account_file"), "a service account is the client's only credential; remove client_secret and client_certificate_file")
-		return
 	case hasCert && hasSecret:
 		l.addf(key("client_certificate_file"), "give the client a secret or a certificate, not both (Microsoft recommends the certificate)")
-		return
 	case oc.ClientCertificateFile != "" && oc.ClientKeyFile == "":
 		l.addf(key("client_certificate_file"), "a certificate credential needs client_key_file, its private key")
-		return
 	case oc.ClientKeyFile != "" && oc.ClientCertificateFile == "":
 		l.addf(key("client_key_file"), "a private key needs client_certificate_file, the certificate registered on the app")
-		return
+	case hasSA && oc.Provider != "google":
+		l.addf(key("service_account_file"), "service accounts with domain-wide delegation are Google's: set provider = \"google\"")
 	}
-	if hasCert {
+}
+
+// resolveCredentials reads the certificate, key and service account files
+// of OAuth2 client oc: the certificate and key must match. It skips what
+// validateCredentials refuses.
+func (l *loader) resolveCredentials(oc *OAuth2Client, key func(string) string) {
+	secrets := countSet(oc.ClientSecret, oc.ClientSecretFile, oc.ClientSecretEnv)
+	if oc.ClientCertificateFile != "" && oc.ClientKeyFile != "" && secrets == 0 && oc.ServiceAccountFile == "" {
 		certs, err := readCertificateFile(oc.ClientCertificateFile)
 		if err != nil {
 			l.addf(key("client_certificate_file"), "%v", err)
@@ -168,11 +172,7 @@ func (l *loader) validateCredentials(oc *OAuth2Client, key func(string) string) 
 		}
 		oc.Certificate = c
 	}
-	if hasSA {
-		if oc.Provider != "google" {
-			l.addf(key("service_account_file"), "service accounts with domain-wide delegation are Google's: set provider = \"google\"")
-			return
-		}
+	if oc.ServiceAccountFile != "" && oc.Provider == "google" && secrets == 0 && oc.ClientCertificateFile == "" && oc.ClientKeyFile == "" {
 		sa, err := readServiceAccountFile(oc.ServiceAccountFile)
 		if err != nil {
 			l.addf(key("service_account_file"), "%v", err)
@@ -194,19 +194,6 @@ func (l *loader) warnReadable(key, path string) {
 	}
 }
 
-// deviceAuthURL fills and checks device_auth_url: provider "microsoft"
-// derives it from tenant (Microsoft identity platform: .../oauth2/v2.0/devicecode).
-func (l *loader) deviceAuthURL(oc *OAuth2Client, key func(string) string) {
-	if oc.DeviceAuthURL == "" && oc.Provider == "microsoft" {
-		oc.DeviceAuthURL = "https://login.microsoftonline.com/" + url.PathEscape(oc.Tenant) + "/oauth2/v2.0/devicecode"
-	}
-	if oc.DeviceAuthURL != "" {
-		if err := checkURL(oc.DeviceAuthURL); err != nil {
-			l.addf(key("device_auth_url"), "%v", err)
-		}
-	}
-}
-
 // validateOAuth2ProfileCredentials checks what a profile's flow needs of
 // its client's credentials.
 func (l *loader) validateOAuth2ProfileCredentials(p *Profile, key func(string) string) {
@@ -215,9 +202,9 @@ func (l *loader) validateOAuth2ProfileCredentials(p *Profile, key func(string) s
 		return
 	}
 	switch {
-	case oc.ServiceAccount != nil && p.Interactive:
+	case oc.ServiceAccountFile != "" && p.Interactive:
 		l.addf(key("interactive"), "OAuth2 client %q is a service account: it impersonates username without a person, so the profile must not be interactive", oc.Name)
-	case !p.Interactive && oc.Public() && oc.ServiceAccountFile == "" && oc.ClientSecretFile == "" && oc.ClientSecretEnv == "" && oc.ClientCertificateFile == "":
+	case !p.Interactive && oc.Public():
 		l.addf(key("oauth2_client"), "the client credentials flow needs a credential in OAuth2 client %q: client_secret, client_certificate_file (and client_key_file) or, with Google, service_account_file", oc.Name)
 	}
 }

@@ -34,16 +34,10 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		}
 	}
 
-	t.Setenv("RELAY_GOOGLE_SECRET", "x")
-	_, err = Parse("relay.toml.example", data)
-	if ce, ok := err.(*Error); ok {
-		for _, p := range ce.Problems {
-			if strings.Contains(p.Msg, "unknown key") || p.Key == "" {
-				t.Errorf("relay.toml.example: %s", p)
-			}
-		}
-	} else if err != nil {
-		t.Fatal(err)
+	// Parse reads nothing the example names outside itself (secret files,
+	// environment variables), so the example must parse without a problem.
+	if _, err := Parse("relay.toml.example", data); err != nil {
+		t.Errorf("relay.toml.example:\n%v", err)
 	}
 }
 

@@ -29,17 +29,28 @@ func Embedded() *Config {
 	return c
 }
 
-// Load reads and validates the configuration file at path. A returned error
-// is an *Error listing every problem, each with the file and line.
+// Load reads, parses and resolves the configuration file at path: what
+// `relay serve` and `relay check` use. A returned error is an *Error listing
+// every problem, each with the file and line.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{Problems: []Problem{{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", errors.Unwrap(err))}}}
 	}
-	c, err := Parse(path, data)
-	if err != nil {
-		return nil, err
+	c, l := parse(path, data)
+	if c == nil {
+		return nil, l.err()
 	}
+	// Resolve even a document with mistakes, so that one run names them
+	// all; the mistakes of the two steps are merged in the order of lines.
+	var rerr *Error
+	if errors.As(c.Resolve(), &rerr) {
+		l.problems = append(l.problems, rerr.Problems...)
+	}
+	if len(l.problems) > 0 {
+		return nil, l.err()
+	}
+	c.Warnings = append(l.warnings, c.Warnings...)
 	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o004 != 0 && c.hasInlineSecret() {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: holds a password or client secret and every user on this machine may read it (mode %04o); run chmod o-r %s, or move the secret to a *_file", path, info.Mode().Perm(), path))
 	}
@@ -131,16 +142,46 @@ func (l *loader) decodeErr(err error, prefix string) {
 func unindex(path string) string { return indexSuffix.ReplaceAllString(path, "") }
 
 // Parse decodes and validates a configuration document; name is used in
-// error messages as its file name.
+// error messages as its file name. It reads nothing but data: secrets in
+// files or the environment, certificates and CA files stay unread until
+// Resolve.
 func Parse(name string, data []byte) (*Config, error) {
+	c, l := parse(name, data)
+	if c == nil || len(l.problems) > 0 {
+		return nil, l.err()
+	}
+	c.Warnings = append(c.Warnings, l.warnings...)
+	return c, nil
+}
+
+// DecodeServer decodes only the [server] table of a document, onto its
+// defaults: what a client of a running relay, such as relay sendmail, needs
+// to find it. The rest of the document is neither decoded nor validated,
+// and nothing outside it is read; a document that is not TOML is an *Error
+// naming FILE:LINE.
+func DecodeServer(name string, data []byte) (Server, error) {
+	doc := struct {
+		Server Server `toml:"server"`
+	}{Server: defaultServer()}
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		l := &loader{file: name, ix: newLineIndex(string(data))}
+		l.decodeErr(err, "")
+		return Server{}, l.err()
+	}
+	return doc.Server, nil
+}
+
+// parse decodes and validates data. It returns a nil *Config when the
+// document does not decode; the loader holds the problems and warnings.
+func parse(name string, data []byte) (*Config, *loader) {
 	l := &loader{file: name, ix: newLineIndex(string(data))}
 	raw := rawFile{Server: defaultServer(), Queue: defaultQueue(), Admin: defaultAdmin()}
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		l.decodeErr(err, "")
-		return nil, l.err()
+		return nil, l
 	}
-	c := &Config{File: name, Server: raw.Server, Queue: raw.Queue, Admin: raw.Admin}
+	c := &Config{File: name, Server: raw.Server, Queue: raw.Queue, Admin: raw.Admin, lines: l.ix}
 
 	for i, prim := range raw.Profiles {
 		p := defaultProfile()
@@ -195,15 +236,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		seen[k] = true
 	}
 	if len(l.problems) > 0 {
-		return nil, l.err()
+		return nil, l
 	}
-
 	l.validate(c)
-	if len(l.problems) > 0 {
-		return nil, l.err()
-	}
-	c.Warnings = append(c.Warnings, l.warnings...)
-	return c, nil
+	return c, l
 }
 
 // err returns the problems found so far, in the order of their lines.

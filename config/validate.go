@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -80,10 +79,6 @@ func (l *loader) validateServer(c *Config) {
 		l.addf("server.tls_cert_file", "tls_cert_file and tls_key_file go together; set both or neither")
 	case s.TLSCertFile == "" && s.TLSKeyFile != "":
 		l.addf("server.tls_key_file", "tls_cert_file and tls_key_file go together; set both or neither")
-	case s.TLSCertFile != "":
-		if _, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile); err != nil {
-			l.addf("server.tls_cert_file", "cannot load the certificate and key: %v", err)
-		}
 	}
 }
 
@@ -168,11 +163,10 @@ func (l *loader) validateUsers(c *Config, profiles map[string]*Profile) {
 		case 0:
 			l.addf(key("password_hash"), "user %q needs password_hash (make one with `relay hash-password`), password_file or password_env", u.Name)
 		case 1:
-			s, _ := l.secret(key("password"), "", u.PasswordFile, u.PasswordEnv)
+			// Resolve reads and hashes password_file and password_env.
 			if u.PasswordHash != "" {
-				s = u.PasswordHash
+				u.PasswordHash = l.userHash(key, u, u.PasswordHash)
 			}
-			u.PasswordHash = l.userHash(key, u, s)
 		default:
 			l.addf(key("password_hash"), "give the password only once: password_hash, password_file or password_env")
 		}

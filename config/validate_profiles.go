@@ -25,24 +25,10 @@ func (l *loader) validateClients(c *Config) map[string]*OAuth2Client {
 			l.addf(key("client_id"), "the client ID from the app registration is required")
 		}
 		switch oc.Provider {
-		case "":
-		case "google":
-			if oc.AuthURL == "" {
-				oc.AuthURL = "https://accounts.google.com/o/oauth2/v2/auth"
-			}
-			if oc.TokenURL == "" {
-				oc.TokenURL = "https://oauth2.googleapis.com/token"
-			}
+		case "", "google":
 		case "microsoft":
 			if oc.Tenant == "" {
 				oc.Tenant = "common"
-			}
-			base := "https://login.microsoftonline.com/" + url.PathEscape(oc.Tenant) + "/oauth2/v2.0/"
-			if oc.AuthURL == "" {
-				oc.AuthURL = base + "authorize"
-			}
-			if oc.TokenURL == "" {
-				oc.TokenURL = base + "token"
 			}
 		default:
 			l.addf(key("provider"), "unknown provider %q; use \"google\", \"microsoft\" or leave it out and set auth_url and token_url", oc.Provider)
@@ -50,10 +36,12 @@ func (l *loader) validateClients(c *Config) map[string]*OAuth2Client {
 		if oc.Tenant != "" && oc.Provider != "microsoft" {
 			l.addf(key("tenant"), "tenant only applies to provider = \"microsoft\"")
 		}
-		if oc.TokenURL == "" {
+		if oc.TokenURL == "" && oc.Provider == "" {
 			l.addf(key("token_url"), "the authorization server's token endpoint is required (or set provider)")
-		} else if err := checkURL(oc.TokenURL); err != nil {
-			l.addf(key("token_url"), "%v", err)
+		} else if oc.TokenURL != "" {
+			if err := checkURL(oc.TokenURL); err != nil {
+				l.addf(key("token_url"), "%v", err)
+			}
 		}
 		if oc.AuthURL != "" {
 			if err := checkURL(oc.AuthURL); err != nil {
@@ -65,9 +53,13 @@ func (l *loader) validateClients(c *Config) map[string]*OAuth2Client {
 				l.addf(key("redirect_url"), "%v", err)
 			}
 		}
-		secret, inline := l.secret(key("client_secret"), oc.ClientSecret, oc.ClientSecretFile, oc.ClientSecretEnv)
-		oc.ClientSecret, oc.inlineSecret = secret, inline
-		l.deviceAuthURL(oc, key)
+		l.once(key("client_secret"), oc.ClientSecret, oc.ClientSecretFile, oc.ClientSecretEnv)
+		oc.inlineSecret = oc.ClientSecret != ""
+		if oc.DeviceAuthURL != "" {
+			if err := checkURL(oc.DeviceAuthURL); err != nil {
+				l.addf(key("device_auth_url"), "%v", err)
+			}
+		}
 		l.validateCredentials(oc, key)
 	}
 	return byName
@@ -81,38 +73,15 @@ func checkURL(s string) error {
 	return nil
 }
 
-// secret resolves a secret given inline, as a file or as an environment
-// variable; at most one of them may be set. It reports whether the secret
-// was inline.
-func (l *loader) secret(key, inline, file, env string) (string, bool) {
+// once checks that a secret is given at most once: inline, as a file or as
+// an environment variable. Resolve reads the file or the variable.
+func (l *loader) once(key, inline, file, env string) bool {
 	base := key[strings.LastIndex(key, ".")+1:]
 	if countSet(inline, file, env) > 1 {
 		l.addf(key, "give %s only once: inline, as %s_file or as %s_env", base, base, base)
-		return "", false
+		return false
 	}
-	switch {
-	case file != "":
-		data, err := os.ReadFile(file)
-		if err != nil {
-			l.addf(key+"_file", "cannot read %s: %v", file, unwrapPath(err))
-			return "", false
-		}
-		if info, err := os.Stat(file); err == nil && info.Mode().Perm()&0o004 != 0 {
-			l.warnings = append(l.warnings, fmt.Sprintf("%s:%d: %s_file: %s may be read by every user on this machine (mode %04o); run chmod o-r %s", l.file, l.ix.line(key+"_file"), key, file, info.Mode().Perm(), file))
-		}
-		s := strings.TrimRight(string(data), "\r\n")
-		if s == "" {
-			l.addf(key+"_file", "%s is empty", file)
-		}
-		return s, false
-	case env != "":
-		s := os.Getenv(env)
-		if s == "" {
-			l.addf(key+"_env", "the environment variable %s is not set or empty", env)
-		}
-		return s, false
-	}
-	return inline, inline != ""
+	return true
 }
 
 func countSet(values ...string) int {
@@ -186,11 +155,6 @@ func (l *loader) validateProfiles(c *Config, clients map[string]*OAuth2Client) m
 		if p.HELOName != "" && (strings.ContainsAny(p.HELOName, " \t\r\n") || strings.EqualFold(p.HELOName, "localhost")) {
 			l.addf(key("helo_name"), "%q: give this machine's fully qualified name; upstream servers such as Google's refuse \"localhost\"", p.HELOName)
 		}
-		if p.TLSCAFile != "" {
-			if _, err := os.ReadFile(p.TLSCAFile); err != nil {
-				l.addf(key("tls_ca_file"), "cannot read %s: %v", p.TLSCAFile, unwrapPath(err))
-			}
-		}
 		switch p.Delivery {
 		case "":
 			p.Delivery = DeliveryQueue
@@ -201,8 +165,8 @@ func (l *loader) validateProfiles(c *Config, clients map[string]*OAuth2Client) m
 		if p.MaxConnections < 1 {
 			l.addf(key("max_connections"), "must be at least 1")
 		}
-		password, inline := l.secret(key("password"), p.Password, p.PasswordFile, p.PasswordEnv)
-		p.Password, p.inlinePassword = password, inline
+		l.once(key("password"), p.Password, p.PasswordFile, p.PasswordEnv)
+		p.inlinePassword = p.Password != ""
 		if p.OAuth2Client != "" {
 			l.validateOAuth2Profile(p, key, clients)
 			continue
@@ -262,7 +226,7 @@ func (l *loader) validateOAuth2Profile(p *Profile, key func(string) string, clie
 		if len(p.ClientCredentialsTokenParams) > 0 {
 			l.addf(key("client_credentials_token_params"), "only non-interactive profiles use the client credentials grant")
 		}
-		if oc != nil && oc.AuthURL == "" {
+		if oc != nil && oc.AuthURL == "" && oc.Provider == "" {
 			l.addf(key("interactive"), "interactive profiles need auth_url in OAuth2 client %q (or its provider)", oc.Name)
 		}
 		return

@@ -61,6 +61,9 @@ func serviceAccountKey(t *testing.T) (string, string, *rsa.PublicKey) {
 func parseConfig(t *testing.T, text string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(text))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config.Parse:\n%s\n%v", text, err)
 	}

@@ -158,6 +158,9 @@ func (e *env) config(profiles ...prof) *config.Config {
 		b.WriteString("\n")
 	}
 	cfg, err := config.Parse("test.toml", []byte(b.String()))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		e.t.Fatalf("config.Parse:\n%s\n%v", b.String(), err)
 	}

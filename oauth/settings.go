@@ -62,14 +62,15 @@ func newSettings(cfg *config.Config, p *config.Profile) (settings, []string) {
 	if oc == nil {
 		oc = &config.OAuth2Client{}
 	}
+	endpoint := Endpoint(oc)
 	s := settings{
 		profile:           p.Name,
 		interactive:       p.Interactive,
 		clientID:          oc.ClientID,
 		clientSecret:      oc.ClientSecret,
-		authURL:           oc.AuthURL,
-		tokenURL:          oc.TokenURL,
-		deviceAuthURL:     oc.DeviceAuthURL,
+		authURL:           endpoint.AuthURL,
+		tokenURL:          endpoint.TokenURL,
+		deviceAuthURL:     endpoint.DeviceAuthURL,
 		provider:          oc.Provider,
 		cert:              oc.Certificate,
 		sa:                oc.ServiceAccount,

@@ -48,6 +48,9 @@ func (p *testProfiles) Open(ctx context.Context, name string) (Conn, error) {
 func (p *testProfiles) reload(t *testing.T, cfgText string) {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

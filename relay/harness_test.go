@@ -31,6 +31,9 @@ type harness struct {
 func startHarness(t testing.TB, cfgText string, opts Options) *harness {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(cfgText))
+	if err == nil {
+		err = cfg.Resolve()
+	}
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -5,7 +5,6 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,12 +110,11 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	// AUTH is offered per connection: over TLS or from loopback (session.go).
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
-	if sc.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("relay: load tls_cert_file: %w", err)
-		}
-		srv.TLSConfig = tlsConfig(cert)
+	switch {
+	case sc.Certificate != nil:
+		srv.TLSConfig = tlsConfig(*sc.Certificate)
+	case sc.TLSCertFile != "":
+		return nil, fmt.Errorf("relay: tls_cert_file %s is not loaded: resolve the configuration (config.Load or Config.Resolve) first", sc.TLSCertFile)
 	}
 	s.smtp = srv
 	return s, nil

@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -90,11 +89,8 @@ func New(p *config.Profile, opts Options) (*Sender, error) {
 		s.versions = []uint16{tls.VersionTLS12}
 	}
 	roots := opts.RootCAs
-	if p.TLSCAFile != "" {
-		var err error
-		if roots, err = addCAFile(roots, p.TLSCAFile); err != nil {
-			return nil, fmt.Errorf("profile %q: %w", p.Name, err)
-		}
+	if len(p.CACerts) > 0 {
+		roots = withCAs(roots, p.CACerts)
 	}
 	s.tls = &tls.Config{
 		ServerName: p.Hostname,
@@ -105,22 +101,21 @@ func New(p *config.Profile, opts Options) (*Sender, error) {
 	return s, nil
 }
 
-func addCAFile(pool *x509.CertPool, file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read tls_ca_file: %w", err)
-	}
+// withCAs returns pool (nil: the system's roots) with certs, tls_ca_file's
+// certificates as config.Config.Resolve read them, added.
+func withCAs(pool *x509.CertPool, certs []*x509.Certificate) *x509.CertPool {
 	if pool == nil {
+		var err error
 		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 	} else {
 		pool = pool.Clone()
 	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls_ca_file %s holds no PEM certificate", file)
+	for _, c := range certs {
+		pool.AddCert(c)
 	}
-	return pool, nil
+	return pool
 }
 
 // Profile returns the profile the sender delivers for.

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/sendmail"
 )
@@ -226,18 +224,18 @@ func sendmailTarget(o *sendmailOptions) (addr, source string, err error) {
 	listen := config.Embedded().Server.Listen
 	source = config.EmbeddedName
 	if path != "" {
-		// Only server.listen matters here, so the file is not validated:
-		// secrets in *_file files that only relay may read stay unread.
-		var f struct {
-			Server struct {
-				Listen string `toml:"listen"`
-			} `toml:"server"`
+		// Only [server] is decoded: the rest of the file is not validated,
+		// and secrets in *_file files that only relay may read stay unread.
+		data, err := os.ReadFile(path)
+		var server config.Server
+		if err == nil {
+			server, err = config.DecodeServer(path, data)
 		}
-		if _, err := toml.DecodeFile(path, &f); err != nil {
+		if err != nil {
 			return "", "", fmt.Errorf("read server.listen from %s: %v (or pass -smtp HOST:PORT)", path, err)
 		}
-		if f.Server.Listen != "" {
-			listen = f.Server.Listen
+		if server.Listen != "" {
+			listen = server.Listen
 		}
 		source = "server.listen in " + path
 	}

@@ -155,16 +155,7 @@ func (l *loader) validateProfiles(c *Config, clients map[string]*OAuth2Client) m
 		if p.HELOName != "" && (strings.ContainsAny(p.HELOName, " \t\r\n") || strings.EqualFold(p.HELOName, "localhost")) {
 			l.addf(key("helo_name"), "%q: give this machine's fully qualified name; upstream servers such as Google's refuse \"localhost\"", p.HELOName)
 		}
-		switch p.Delivery {
-		case "":
-			p.Delivery = DeliveryQueue
-		case DeliveryQueue, DeliveryDirect:
-		default:
-			l.addf(key("delivery"), "unknown delivery %q; use \"queue\" or \"direct\"", p.Delivery)
-		}
-		if p.MaxConnections < 1 {
-			l.addf(key("max_connections"), "must be at least 1")
-		}
+		l.validateDelivery(p, key, DeliveryQueue)
 		l.once(key("password"), p.Password, p.PasswordFile, p.PasswordEnv)
 		p.inlinePassword = p.Password != ""
 		if p.OAuth2Client != "" {
@@ -193,10 +184,16 @@ func (l *loader) validateMaildir(p *Profile, key func(string) string) {
 	if p.Hostname != "" || p.Username != "" || p.OAuth2Client != "" {
 		l.addf(key("kind"), "a maildir profile delivers locally; hostname, username and oauth2_client do not apply")
 	}
+	// Writing into the Maildir is itself durable (fsync, rename).
+	l.validateDelivery(p, key, DeliveryDirect)
+}
+
+// validateDelivery checks delivery, which defaults to def, and
+// max_connections, which every kind of profile has.
+func (l *loader) validateDelivery(p *Profile, key func(string) string, def string) {
 	switch p.Delivery {
 	case "":
-		// Writing into the Maildir is itself durable (fsync, rename).
-		p.Delivery = DeliveryDirect
+		p.Delivery = def
 	case DeliveryQueue, DeliveryDirect:
 	default:
 		l.addf(key("delivery"), "unknown delivery %q; use \"queue\" or \"direct\"", p.Delivery)

@@ -17,25 +17,10 @@ import (
 	"github.com/relaymail/relay/oauth"
 )
 
-// deviceProfile is the TOML of an interactive profile "dev" whose public
-// client signs in with a device code at ds.
-func deviceProfile(ds *testpeer.DeviceServer) string {
-	return ds.ClientTOML("public") + `
-[[profiles]]
-name = "dev"
-hostname = "smtp.example.com"
-use_starttls = true
-username = "operator@example.com"
-oauth2_client = "public"
-interactive = true
-scope = "mail offline_access"
-`
-}
-
 // headlessHarness serves the profiles o365 and gmail of as and dev of ds
 // with one real token manager.
 func headlessHarness(t *testing.T, as *testpeer.AuthServer, ds *testpeer.DeviceServer) *harness {
-	return startHarness(t, harnessOptions{auth: as, extra: deviceProfile(ds), tokens: func(t *testing.T, cfg *config.Config) Tokens {
+	return startHarness(t, harnessOptions{auth: as, extra: ds.ProfileTOML(), tokens: func(t *testing.T, cfg *config.Config) Tokens {
 		m, err := oauth.NewManager(cfg, oauth.Options{DataDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)

@@ -234,16 +234,7 @@ access_token_timeout = "10s"
 func deviceEnv(t *testing.T, opts testpeer.DeviceOptions, extra string) (*testpeer.DeviceServer, *oauth.Manager, *testpeer.Buffer) {
 	t.Helper()
 	ds := testpeer.StartDeviceServer(t, opts)
-	cfg := parseConfig(t, ds.ClientTOML("public")+`
-[[profiles]]
-name = "dev"
-hostname = "smtp.example.com"
-use_starttls = true
-username = "operator@example.com"
-oauth2_client = "public"
-interactive = true
-scope = "mail offline_access"
-`+extra)
+	cfg := parseConfig(t, ds.ProfileTOML()+extra)
 	logs := &testpeer.Buffer{}
 	return ds, newManager(t, cfg, logs), logs
 }

@@ -175,6 +175,21 @@ func (d *DeviceServer) ClientTOML(name string) string {
 		name, d.opts.ClientID, d.URL+"/authorize", d.TokenURL, d.DeviceAuthURL)
 }
 
+// ProfileTOML is ClientTOML("public") and an interactive profile "dev"
+// of that public client, which signs in with a device code here.
+func (d *DeviceServer) ProfileTOML() string {
+	return d.ClientTOML("public") + `
+[[profiles]]
+name = "dev"
+hostname = "smtp.example.com"
+use_starttls = true
+username = "operator@example.com"
+oauth2_client = "public"
+interactive = true
+scope = "mail offline_access"
+`
+}
+
 // SetTokenError makes every token request get HTTP 400 with the RFC 6749
 // §5.2 body {"error": code, "error_description": description}, as Entra
 // answers with the device flow errors it adds to RFC 8628

@@ -97,6 +97,7 @@ type deadlineConn struct {
 	idle       time.Duration
 	data       time.Duration
 	sessionEnd time.Time
+	maxMessage int64 // max_message_bytes as go-smtp holds it (datareader.go)
 
 	mu       sync.Mutex
 	dataEnd  time.Time // zero: not reading a message
@@ -117,7 +118,7 @@ type deadlineConn struct {
 // commands (see lineGate).
 func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time, maxMessage int64) *deadlineConn {
 	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout),
-		gate: newLineGate(2*maxMessage + 1<<20)}
+		maxMessage: maxMessage, gate: newLineGate(2*maxMessage + 1<<20)}
 }
 
 // clamp returns the deadline to use instead of t; c.mu is held.

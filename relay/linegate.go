@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 	"sync"
 
@@ -19,7 +20,7 @@ const gateBuffer = 32 << 10
 // Modes of a lineGate.
 const (
 	gateCommands = iota // hand on complete command lines only
-	gateData            // a DATA message: complete lines, bounded only by max_message_bytes
+	gateData            // a DATA message: read by relay (datareader.go); go-smtp gets its end only
 	gateAwaitTLS        // STARTTLS was handed on: its reply decides
 	gateTLS             // the client speaks TLS: bytes as they come
 )
@@ -34,9 +35,12 @@ const (
 //     hang-up is dropped, never executed: go-smtp sees only the error and
 //     answers 421 (or nothing, after a hang-up);
 //   - the chunk of a "BDAT n" command as it is, n octets (RFC 3030 §2);
-//   - after a 354, the message in complete lines, any length: go-smtp's
-//     max_message_bytes is the only bound (RFC 2920 §3.1: a client sends
-//     no message before the 354);
+//   - after a 354, the message is relay's: the session reads it with
+//     readMessage (datareader.go), bounded only by max_message_bytes
+//     (RFC 2920 §3.1: a client sends no message before the 354), and
+//     go-smtp then gets only ".\r\n", the end of a message, so that its
+//     own octet-by-octet reader ends at once. If the session did not read
+//     the message to its end, the gate skips the rest first;
 //   - after STARTTLS and its 220, the TLS stream untouched. go-smtp reads
 //     the plaintext of a TLS session itself, beneath which the gate cannot
 //     see lines: there it only bounds the octets a client sends between two
@@ -46,15 +50,20 @@ type lineGate struct {
 	buf    []byte // buf[r:w] is read from the client, not yet handed on
 	r, w   int
 	line   int   // octets of a checked complete line still to hand on
-	ready  int   // octets of a message that may be handed on
-	seen   int   // buf[r:seen] holds no line break: no need to look again
 	next   int64 // octets of a BDAT chunk that follow that line
 	raw    int64 // octets of a BDAT chunk still to hand on as they are
 	mode   int
 	err    error // the read error that ends the input, or ErrTooLongLine
 	tlsCap int64 // TLS: octets allowed between two commands
 	tlsN   int64 // TLS: octets since the last command
+
+	msg     unstuffer // gateData: where the message is
+	claimed bool      // gateData: the session reads the message (readMessage)
+	endLeft int       // gateData: octets of endOfData still to hand go-smtp
 }
+
+// endOfData is all go-smtp reads of a DATA message.
+const endOfData = ".\r\n"
 
 func newLineGate(tlsCap int64) *lineGate {
 	return &lineGate{buf: make([]byte, gateBuffer), tlsCap: tlsCap}
@@ -66,6 +75,9 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 	defer g.mu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if g.mode == gateData {
+		return g.endData(p, src)
 	}
 	for {
 		if n := g.handOn(p); n > 0 {
@@ -80,12 +92,12 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 		if err := g.check(); err != nil {
 			return 0, err
 		}
-		if g.line > 0 || g.mode == gateData && g.completeData() > 0 {
+		if g.line > 0 {
 			continue
 		}
 		if g.err != nil {
 			// What is left is an incomplete line: dropped, never executed.
-			g.r, g.w, g.seen = 0, 0, 0
+			g.r, g.w = 0, 0
 			return 0, g.err
 		}
 		g.fill(src)
@@ -108,30 +120,77 @@ func (g *lineGate) handOn(p []byte) int {
 		if g.line -= n; g.line == 0 {
 			g.raw, g.next = g.next, 0
 		}
-	case g.mode == gateData:
-		n = copy(p, g.buf[g.r:g.r+g.completeData()])
-		g.ready -= n
 	}
 	g.r += n
 	return n
 }
 
-// completeData is how much of the buffer a message may hand on: up to
-// the end of its last complete line, or all of a full buffer (a line
-// longer than the buffer goes in pieces).
-func (g *lineGate) completeData() int {
-	if g.ready > 0 {
-		return g.ready
+// readMessage gives the session the message of a DATA command, a run of
+// octets at a time, unstuffed (unstuffer); io.EOF once its end was read.
+// An error of the client's side ends it, a hang-up as
+// io.ErrUnexpectedEOF.
+func (g *lineGate) readMessage(p []byte, src func([]byte) (int, error)) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(p) == 0 {
+		return 0, nil
 	}
-	from := max(g.r, min(g.seen, g.w))
-	if i := bytes.LastIndexByte(g.buf[from:g.w], '\n'); i >= 0 {
-		g.ready = from + i + 1 - g.r
-	} else if g.r == 0 && g.w == len(g.buf) {
-		g.ready = g.w
-	} else {
-		g.seen = g.w
+	for {
+		if g.msg.ended() {
+			return 0, io.EOF
+		}
+		if g.mode != gateData {
+			return 0, errOutsideMessage
+		}
+		if g.r < g.w {
+			nin, nout := g.msg.unstuff(g.buf[g.r:g.w], p, false)
+			g.r += nin
+			if nout > 0 {
+				return nout, nil
+			}
+			continue
+		}
+		if g.err == io.EOF {
+			return 0, io.ErrUnexpectedEOF
+		} else if g.err != nil {
+			return 0, g.err
+		}
+		g.fill(src)
 	}
-	return g.ready
+}
+
+// endData is go-smtp's read of a DATA message: the rest of the message,
+// if the session left some unread, is skipped, and go-smtp gets only
+// endOfData. Then the gate reads commands again.
+func (g *lineGate) endData(p []byte, src func([]byte) (int, error)) (int, error) {
+	for !g.msg.ended() {
+		if g.r < g.w {
+			nin, _ := g.msg.unstuff(g.buf[g.r:g.w], nil, true)
+			g.r += nin
+			continue
+		}
+		if g.err != nil {
+			return 0, g.err // go-smtp's reader makes io.EOF io.ErrUnexpectedEOF
+		}
+		g.fill(src)
+	}
+	n := copy(p, endOfData[len(endOfData)-g.endLeft:])
+	if g.endLeft -= n; g.endLeft == 0 {
+		g.mode = gateCommands
+	}
+	return n, nil
+}
+
+// claimMessage reports whether the session may read the message go-smtp
+// has just answered DATA for with 354 (readMessage): once per message.
+func (g *lineGate) claimMessage() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mode != gateData || g.claimed {
+		return false
+	}
+	g.claimed = true
+	return true
 }
 
 // check looks for the next complete command line and vets it.
@@ -205,7 +264,6 @@ func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, er
 func (g *lineGate) fill(src func([]byte) (int, error)) {
 	if g.r > 0 {
 		g.w = copy(g.buf, g.buf[g.r:g.w])
-		g.seen = max(g.seen-g.r, 0)
 		g.r = 0
 	}
 	n, err := src(g.buf[g.w:])
@@ -228,11 +286,12 @@ func (g *lineGate) replied(p []byte) {
 		// Plaintext the client sent behind STARTTLS is thrown away, never
 		// read as if it came over TLS (CVE-2011-0411).
 		g.mode = gateTLS
-		g.r, g.w, g.line, g.ready, g.seen = 0, 0, 0, 0, 0
+		g.r, g.w, g.line = 0, 0, 0
 	case g.mode == gateAwaitTLS:
 		g.mode = gateCommands
 	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
 		g.mode = gateData
+		g.msg, g.claimed, g.endLeft = unstuffer{}, false, len(endOfData)
 	}
 }
 
@@ -251,7 +310,8 @@ func (g *lineGate) nextCommand() {
 	defer g.mu.Unlock()
 	g.tlsN = 0
 	if g.mode == gateData {
+		// A read error ended the message before endOfData: go-smtp has
+		// answered, and its next read fails with the same error.
 		g.mode = gateCommands
-		g.ready = 0
 	}
 }

@@ -245,7 +245,7 @@ func (s *session) data(r io.Reader) error {
 	}
 	start := s.srv.opts.Now()
 	s.beginData() // limits.go: a bounded time for the whole message
-	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(r), tx.st.cfg.Server.MaxHeaderBytes)}
+	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(s.messageReader(r)), tx.st.cfg.Server.MaxHeaderBytes)}
 	body := newCRLFReader(in)
 	if !s.direct() {
 		return s.enqueue(tx, in, body, start)

@@ -108,9 +108,10 @@ type deadlineConn struct {
 
 	eof atomic.Bool // the client has closed its side
 
-	gate    *lineGate  // line limits (linegate.go)
-	tls     tlsWatch   // the STARTTLS handshake, for its log line (tls.go)
-	replies replyWatch // refusals go-smtp answers itself, for their log line (refusal.go)
+	gate    *lineGate   // line limits (linegate.go)
+	out     replyBuffer // go-smtp's writes, until relay next reads (replybuf.go)
+	tls     tlsWatch    // the STARTTLS handshake, for its log line (tls.go)
+	replies replyWatch  // refusals go-smtp answers itself, for their log line (refusal.go)
 }
 
 // newDeadlineConn wraps a client connection; maxMessage is
@@ -166,8 +167,12 @@ func (c *deadlineConn) beginData() {
 // Read gives go-smtp what the line gate lets through.
 func (c *deadlineConn) Read(p []byte) (int, error) { return c.gate.read(p, c.readClient) }
 
-// readClient reads from the client, extending a message's deadline.
+// readClient reads from the client, extending a message's deadline. The
+// replies written so far go out first: the client may wait for them.
 func (c *deadlineConn) readClient(p []byte) (int, error) {
+	if err := c.out.flush(c.writeClient); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	if err == io.EOF {
 		c.eof.Store(true)
@@ -184,10 +189,18 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 	return n, err
 }
 
+// Write takes go-smtp's writes, a reply line each, into the reply
+// buffer, which readClient and Close flush (replybuf.go). TLS records go
+// out at once.
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.gate.replied(p)
 	c.tls.wrote(p)
 	c.replies.wrote(p)
+	return c.out.write(p, c.writeClient, c.gate.inClear())
+}
+
+// writeClient writes to the client.
+func (c *deadlineConn) writeClient(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()
@@ -215,12 +228,17 @@ func (c *deadlineConn) setTx(in bool) {
 	c.inTx = in
 }
 
-// Close closes the connection and tells the server it is gone.
+// Close sends the replies still buffered (a 221, a 421), closes the
+// connection and tells the server it is gone.
 func (c *deadlineConn) Close() error {
 	if c.onClose != nil {
 		c.onClose()
 	}
-	return c.Conn.Close()
+	ferr := c.out.flushOnClose(c.writeClient)
+	if err := c.Conn.Close(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // expire makes every later read fail with a timeout.

@@ -181,6 +181,14 @@ func (g *lineGate) endData(p []byte, src func([]byte) (int, error)) (int, error)
 	return n, nil
 }
 
+// inClear reports whether the gate reads the connection in the clear:
+// not TLS.
+func (g *lineGate) inClear() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mode != gateTLS
+}
+
 // claimMessage reports whether the session may read the message go-smtp
 // has just answered DATA for with 354 (readMessage): once per message.
 func (g *lineGate) claimMessage() bool {

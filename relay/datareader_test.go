@@ -188,7 +188,7 @@ func TestMessageReaderLikeGoSMTP(t *testing.T) {
 		if max > 0 {
 			cases = cases[:len(cases)-len(corpus.All())] // the corpus once is enough
 		}
-		addr := startGoSMTPReference(t, max)
+		addr, got := startGoSMTPReference(t, max)
 		relayRead := func(wire []byte) result {
 			g, r := gateMessage(t, gateSource(bytes.NewReader(wire), io.EOF), max)
 			got, err := io.ReadAll(r)
@@ -208,7 +208,7 @@ func TestMessageReaderLikeGoSMTP(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for wire := range work {
-					ref, err := goSMTPRead(addr, wire)
+					ref, err := goSMTPRead(addr, got, wire)
 					var want result
 					switch {
 					case err != nil:
@@ -247,12 +247,18 @@ func TestMessageReaderLikeGoSMTP(t *testing.T) {
 	}
 }
 
-// goSMTPReference is a go-smtp backend that keeps what Data read.
-type goSMTPReference struct{ got chan []byte }
+// goSMTPReference is a go-smtp backend that keeps what each session's Data
+// read, under the client's address.
+type goSMTPReference struct{ got *sync.Map }
 
-func (b goSMTPReference) NewSession(*smtp.Conn) (smtp.Session, error) { return refSession(b), nil }
+func (b goSMTPReference) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return refSession{got: b.got, client: c.Conn().RemoteAddr().String()}, nil
+}
 
-type refSession goSMTPReference
+type refSession struct {
+	got    *sync.Map
+	client string
+}
 
 func (refSession) AuthMechanisms() []string             { return nil }
 func (refSession) Auth(string) (sasl.Server, error)     { return nil, smtp.ErrAuthUnsupported }
@@ -262,14 +268,16 @@ func (refSession) Reset()                               {}
 func (refSession) Logout() error                        { return nil }
 func (s refSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
-	s.got <- b
+	s.got.Store(s.client, b)
 	return err
 }
 
 // startGoSMTPReference starts go-smtp's own server, line checks off as
-// relay runs it; it serves one message at a time.
-func startGoSMTPReference(t *testing.T, max int64) string {
-	s := smtp.NewServer(goSMTPReference{got: make(chan []byte, 1)})
+// relay runs it. What its sessions' Data read is kept in the map, under
+// the client's address.
+func startGoSMTPReference(t *testing.T, max int64) (string, *sync.Map) {
+	got := &sync.Map{}
+	s := smtp.NewServer(goSMTPReference{got: got})
 	s.Domain, s.MaxLineLength, s.MaxMessageBytes = "reference", 0, max
 	s.ErrorLog = log.New(io.Discard, "", 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -278,11 +286,8 @@ func startGoSMTPReference(t *testing.T, max int64) string {
 	}
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
-	refs[ln.Addr().String()] = s.Backend.(goSMTPReference)
-	return ln.Addr().String()
+	return ln.Addr().String(), got
 }
-
-var refs = map[string]goSMTPReference{}
 
 type refResult struct {
 	code int
@@ -290,8 +295,9 @@ type refResult struct {
 }
 
 // goSMTPRead sends wire after a DATA command to the reference server and
-// returns the reply and what its Data read.
-func goSMTPRead(addr string, wire []byte) (refResult, error) {
+// returns the reply and what its Data read (kept in got before the reply
+// goes out).
+func goSMTPRead(addr string, got *sync.Map, wire []byte) (refResult, error) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return refResult{}, err
@@ -316,5 +322,7 @@ func goSMTPRead(addr string, wire []byte) (refResult, error) {
 	}
 	var code int
 	fmt.Sscanf(line, "%d", &code)
-	return refResult{code: code, data: string(<-refs[addr].got)}, nil
+	data, _ := got.LoadAndDelete(c.LocalAddr().String())
+	b, _ := data.([]byte)
+	return refResult{code: code, data: string(b)}, nil
 }

@@ -114,9 +114,10 @@ var errOutsideMessage = errors.New("relay: message reader used after its message
 // gate: the octets go-smtp's dataReader would give, with its limit. It
 // ends with io.EOF after the ".\r\n" line, with io.ErrUnexpectedEOF if
 // the client hangs up first, with the read error (a timeout) if reading
-// fails, and with smtp.ErrDataTooLarge once it has given max-1 octets and
-// more follow (go-smtp refuses a message of max_message_bytes octets or
-// more). Every error is returned again by later reads.
+// fails, and with smtp.ErrDataTooLarge on the read after the one that
+// gave the max-th octet, even if the message ends right there: go-smtp
+// refuses a message of max_message_bytes octets or more. Every error is
+// returned again by later reads.
 type messageReader struct {
 	gate    *lineGate
 	src     func([]byte) (int, error)

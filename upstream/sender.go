@@ -173,7 +173,9 @@ func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
 		return nil, err
 	}
 	if err := c.authenticate(ctx); err != nil {
-		c.close()
+		// RFC 5321 §4.1.1.10: QUIT before closing, unless the connection
+		// is already broken (Close knows).
+		c.Close()
 		var ue *Error
 		if !s.profile.IsOAuth2() || !errors.As(err, &ue) || ue.Step != StepAuth || ue.Code == 0 {
 			return nil, err
@@ -185,7 +187,7 @@ func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
 			return nil, err
 		}
 		if err := c.authenticate(ctx); err != nil {
-			c.close()
+			c.Close()
 			return nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -89,17 +88,13 @@ func (c *deadlineConn) startTLS(cmd startTLSCommand) error {
 		deadline = time.Now().Add(c.idle)
 	}
 	c.mu.Unlock()
-	c.Conn.SetDeadline(deadline)
-	ctx, cancel := context.WithDeadline(s.ctx, deadline)
-	tc, err := s.handshake(ctx, c.Conn, "starttls")
-	cancel()
+	tc, err := s.handshake(s.ctx, c.Conn, "starttls", deadline)
 	if err != nil {
 		if rhe := (tls.RecordHeaderError{}); errors.As(err, &rhe) && rhe.Conn != nil {
 			rhe.Conn.Write([]byte(replyString(errNoTLSAfterStartTLS) + "\r\n"))
 		}
 		return io.EOF
 	}
-	tc.SetDeadline(time.Time{}) // go-smtp sets its own before each read and write
 
 	next := s.gate(tc, c.sessionEnd.Add(-s.opts.Limits.SessionTimeout)) // the same session limit
 	next.skipGreeting.Store(true)

@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,18 +11,21 @@ import (
 )
 
 // handshake runs the server side of a TLS handshake on c, a client's
-// socket, bounded by ctx. A failure is logged once, with the client's
-// address, the listener ("smtps" or "starttls") and crypto/tls's own
-// error, unless the server is closing (ctx cancelled).
-func (s *Server) handshake(ctx context.Context, c net.Conn, listener string) (*tls.Conn, error) {
+// socket, until deadline; a cancelled ctx (the server closes) interrupts
+// it. A failure is logged once, with the client's address, the listener
+// ("smtps" or "starttls") and crypto/tls's own error (a timeout as the
+// socket's "i/o timeout"), unless the server is closing. The socket's
+// deadlines are cleared after a handshake that succeeds.
+func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, deadline time.Time) (*tls.Conn, error) {
+	c.SetDeadline(deadline)
 	tc := tls.Server(c, s.tlsConfig)
-	err := tc.HandshakeContext(ctx)
-	if err != nil {
-		if !errors.Is(ctx.Err(), context.Canceled) {
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if ctx.Err() == nil {
 			s.logTLSFailure(remoteAddr(c), listener, err)
 		}
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
+	c.SetDeadline(time.Time{})
 	return tc, nil
 }
 
@@ -82,9 +84,7 @@ func (l *tlsListener) acceptLoop() {
 }
 
 func (l *tlsListener) handshake(c net.Conn) {
-	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
-	tc, err := l.s.handshake(ctx, c, "smtps")
-	cancel()
+	tc, err := l.s.handshake(l.ctx, c, "smtps", time.Now().Add(l.timeout))
 	if err != nil {
 		c.Close()
 		return

@@ -351,3 +351,37 @@ func TestSTARTTLSHandshakeBounded(t *testing.T) {
 		t.Fatalf("log lines for the handshake: %q; want one, listener=starttls, i/o timeout", lines)
 	}
 }
+
+// TestShutdownDuringSTARTTLS: a client that Shutdown finds between the
+// 220 to its STARTTLS and its handshake completes the handshake, and then
+// gets its 421 inside TLS, as any idle client.
+func TestShutdownDuringSTARTTLS(t *testing.T) {
+	cfg, _ := smtpsConfig(t, "")
+	h := startHarness(t, cfg, Options{})
+	pki := testpeer.TestPKI(t)
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("STARTTLS", 220, "2.0.0")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	testpeer.WaitFor(t, "the server to drain", 10*time.Second, func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return h.srv.draining
+	})
+	tc := tls.Client(c.conn, &tls.Config{RootCAs: pki.CAPool, ServerName: "localhost"})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("the handshake during Shutdown: %v", err)
+	}
+	if lines := readAll(t, tc); len(lines) != 1 || !strings.HasPrefix(lines[0], "421 ") {
+		t.Fatalf("inside TLS during Shutdown the client got %q; want 421 alone", lines)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -69,13 +69,15 @@ var (
 func (c *deadlineConn) startTLS(cmd startTLSCommand) error {
 	s := c.srv
 	if cmd.params {
-		return c.refuse(errStartTLSParams, "STARTTLS takes no parameters")
+		c.refuse(errStartTLSParams, "STARTTLS takes no parameters")
+		return nil
 	}
 	if _, ok := c.TLSConnectionState(); ok {
-		return c.refuse(errAlreadyTLS, "STARTTLS on a connection that is TLS already")
+		c.refuse(errAlreadyTLS, "STARTTLS on a connection that is TLS already")
+		return nil
 	}
 	if err := c.reply(replyReadyForTLS); err != nil {
-		return err
+		return io.EOF // the client is gone, or does not read
 	}
 
 	// The socket is the handshake's now: a Shutdown that drains this
@@ -107,7 +109,7 @@ func (c *deadlineConn) startTLS(cmd startTLSCommand) error {
 }
 
 // reply writes one reply of relay's own, as go-smtp writes its replies:
-// one write, with a write deadline of write_timeout.
+// one write, through Write, with a write deadline of write_timeout.
 func (c *deadlineConn) reply(r *smtp.SMTPError) error {
 	if d := c.srv.plain.WriteTimeout; d > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(d))
@@ -116,11 +118,13 @@ func (c *deadlineConn) reply(r *smtp.SMTPError) error {
 	return err
 }
 
-// refuse answers a STARTTLS relay refuses, logged once like every refusal.
-func (c *deadlineConn) refuse(r *smtp.SMTPError, reason string) error {
+// refuse answers a STARTTLS relay refuses, logged once like every
+// refusal. The session goes on; a reply that cannot be written shows in the
+// next read, as with go-smtp's own replies.
+func (c *deadlineConn) refuse(r *smtp.SMTPError, reason string) {
 	c.srv.logger.Info("command refused", "client", remoteAddr(c.Conn).String(), "command", "STARTTLS", "reply", replyString(r), "reason", reason)
 	c.replies.expect()
-	return c.reply(r)
+	c.reply(r)
 }
 
 // connQueue is the secure go-smtp server's listener for the connections

@@ -66,11 +66,14 @@ type transaction struct {
 }
 
 func newSession(s *Server, c *smtp.Conn) *session {
-	_, isTLS := c.TLSConnectionState()
-	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), tls: isTLS, helo: c.Hostname()}
+	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), helo: c.Hostname()}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.logger = s.logger.With("client", sess.remote.String())
-	sess.dc = deadlinesOf(c.Conn())
+	// relay's TLS lies beneath its gate: go-smtp's connection is the
+	// deadlineConn, never a *tls.Conn (starttls.go).
+	if sess.dc = deadlinesOf(c.Conn()); sess.dc != nil {
+		_, sess.tls = sess.dc.TLSConnectionState()
+	}
 	return sess
 }
 

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"syscall"
 	"time"
 
+	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
@@ -35,20 +35,14 @@ var ErrNotRunning = errors.New("no relay answers on the admin listener")
 var ErrUnauthorized = errors.New("the admin listener wants the admin password (admin.password_hash)")
 
 // NewClient makes a client for the admin listener at listen (admin.listen);
-// a wildcard host is reached on loopback.
+// a wildcard host is reached on loopback (config.DialAddr).
 func NewClient(listen, password string) (*Client, error) {
-	host, port, err := net.SplitHostPort(listen)
+	addr, err := config.DialAddr(listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen %q: %w", listen, err)
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
+		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	return &Client{
-		BaseURL:  "http://" + net.JoinHostPort(host, port),
+		BaseURL:  "http://" + addr,
 		Password: password,
 		HTTP:     &http.Client{Timeout: 3 * time.Minute},
 	}, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -239,21 +238,9 @@ func sendmailTarget(o *sendmailOptions) (addr, source string, err error) {
 		}
 		source = "server.listen in " + path
 	}
-	return dialAddr(listen), source, nil
-}
-
-// dialAddr turns a listen address into one to connect to: a wildcard
-// host becomes the loopback address.
-func dialAddr(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+	addr, err = config.DialAddr(listen)
 	if err != nil {
-		return listen
+		return "", "", fmt.Errorf("%s: %w (or pass -smtp HOST:PORT)", source, err)
 	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port)
+	return addr, source, nil
 }

@@ -60,20 +60,6 @@ func TestParseSendmailArgs(t *testing.T) {
 	}
 }
 
-func TestDialAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:2525": "127.0.0.1:2525",
-		":2525":          "127.0.0.1:2525",
-		"0.0.0.0:25":     "127.0.0.1:25",
-		"[::]:2525":      "[::1]:2525",
-		"[::1]:2525":     "[::1]:2525",
-	} {
-		if got := dialAddr(in); got != want {
-			t.Errorf("dialAddr(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
-
 // sendmailBin runs `relay sendmail args...` with stdin, in dir.
 func sendmailBin(t *testing.T, dir string, env []string, stdin string, args ...string) (int, string) {
 	t.Helper()
@@ -382,4 +368,9 @@ func TestSendmailTarget(t *testing.T) {
 	// A file without [server] listen means the default port.
 	os.WriteFile(flag, []byte("[[profiles]]\nname = \"x\"\n"), 0o644)
 	check(&sendmailOptions{config: flag}, "127.0.0.1:2525", "server.listen in "+flag)
+	// A listen that is not host:port is the file's fault, said with its name.
+	bad := write("bad.toml", "2525")
+	if addr, _, err := sendmailTarget(&sendmailOptions{config: bad}); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "host:port") {
+		t.Errorf("listen = \"2525\": sendmailTarget = %q, %v; want an error naming %s and host:port", addr, err, bad)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"syscall"
 	"time"
 
 	"github.com/relaymail/relay/config"
@@ -86,7 +85,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		if connRefused(err) {
 			return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.BaseURL, err)
 		}
 		return fmt.Errorf("admin API %s %s: %w", method, path, err)
@@ -191,7 +190,7 @@ func (c *Client) Running(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	resp, err := c.HTTP.Do(req)
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if connRefused(err) {
 		return false, nil
 	}
 	if err != nil {

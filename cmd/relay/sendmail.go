@@ -7,17 +7,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/sendmail"
 )
 
-// systemConfig is where the systemd unit (dist/relay.service) reads its
-// configuration. relay sendmail looks there after ./relay.toml, so that
-// /usr/sbin/sendmail → relay finds the service from any directory. A
+// systemConfig is where the service reads its configuration: the systemd
+// unit's /etc/relay/relay.toml, or on Windows %ProgramData%\relay\relay.toml
+// (systemConfigPath). relay sendmail looks there after ./relay.toml, so
+// that /usr/sbin/sendmail → relay finds the service from any directory. A
 // variable for tests.
-var systemConfig = "/etc/relay/relay.toml"
+var systemConfig = systemConfigPath(runtime.GOOS, programData())
 
 // isSendmailName reports whether relay runs under sendmail's name, as a
 // symlink /usr/sbin/sendmail → relay.
@@ -46,8 +48,8 @@ Submits the message on stdin to the running relay over SMTP.
   -i, -oi        a line with a lone "." does not end the message
   -v             say what relay answered
   -config FILE   relay's configuration, for server.listen (also -C); default
-                 $RELAY_CONFIG, else ./relay.toml, else /etc/relay/relay.toml,
-                 else 127.0.0.1:2525
+                 $RELAY_CONFIG, else ./relay.toml, else /etc/relay/relay.toml
+                 (Windows: %ProgramData%\relay\relay.toml), else 127.0.0.1:2525
   -smtp ADDR     relay's SMTP address (host:port) instead of server.listen
 Accepted and ignored: -B -G -L -N -O -R -U -V -X -bm -c -e -h -m -n -o* -p -x.
 Exit status: 0 sent, 64 bad flags, 65 no recipients, 75 relay not running or
@@ -208,8 +210,8 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // sendmailTarget finds relay's SMTP address: -smtp, else server.listen
 // from the configuration serve would read (-config, $RELAY_CONFIG,
-// ./relay.toml), else from /etc/relay/relay.toml, else the embedded
-// default's. It says where the address came from.
+// ./relay.toml), else from the service's (systemConfig), else the
+// embedded default's. It says where the address came from.
 func sendmailTarget(o *sendmailOptions) (addr, source string, err error) {
 	if o.smtpAddr != "" {
 		return o.smtpAddr, "-smtp", nil

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -331,6 +332,25 @@ func TestSendmailFindsRelay(t *testing.T) {
 	code, stderr := sendmailBin(t, dir, nil, "Subject: 5\n\n", "a@example.com")
 	if code != sendmail.ExConfig || !strings.Contains(stderr, "relay.toml") || !strings.Contains(stderr, "-smtp") {
 		t.Errorf("broken relay.toml: exit %d, %q; want %d", code, stderr, sendmail.ExConfig)
+	}
+}
+
+// TestSystemConfigPath: relay sendmail's last file is the one each
+// system's service reads: the systemd unit's -config, and on Windows the
+// relay.toml of relay service install's layout under %ProgramData%.
+func TestSystemConfigPath(t *testing.T) {
+	unit := strings.Join(unitSettings(t, "../../dist/relay.service")["Service.ExecStart"], "\n")
+	if got := systemConfigPath("linux", ""); !strings.HasSuffix(unit, " -config "+got) {
+		t.Errorf(`systemConfigPath("linux") = %q; dist/relay.service runs %q`, got, unit)
+	}
+	for _, pd := range []string{`C:\ProgramData`, `D:\Data\`} {
+		got, want := systemConfigPath("windows", pd), layoutUnder(pd).config
+		if got != want || !strings.HasSuffix(got, `\relay\relay.toml`) {
+			t.Errorf("systemConfigPath(windows, %q) = %q; want the service's %q", pd, got, want)
+		}
+	}
+	if want := systemConfigPath(runtime.GOOS, programData()); systemConfig != want {
+		t.Errorf("systemConfig = %q; want %q", systemConfig, want)
 	}
 }
 

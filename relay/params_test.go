@@ -64,3 +64,50 @@ func TestBodyTypePassedOn(t *testing.T) {
 		}
 	}
 }
+
+// TestEightBitMIMEToUpstreamWithout: a message declared BODY=8BITMIME for
+// an upstream that does not offer 8BITMIME will never go through as it is,
+// and relay does not convert it (RFC 6152 §3): direct mode answers 554
+// 5.6.3 at once, queue mode bounces it to the sender. The same 8-bit
+// message without BODY=, as legacy clients send it, is delivered as it is.
+// The upstream is go-smtp with 8BITMIME taken out of its EHLO reply
+// (UpstreamOptions.Hide); package upstream's test uses smtp-sink -8.
+func TestEightBitMIMEToUpstreamWithout(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{Hide: []string{"8BITMIME"}})
+	const eightBit = "From: alarms@plant.example.com\r\nTo: ops@example.com\r\nSubject: Pumpe 3\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+		"Pumpe 3 gest\xf6rt, Druck \xfcber Grenzwert.\r\n"
+
+	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+	c := dial(t, direct.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com> BODY=8BITMIME", 250, "")
+	if last := c.must("RCPT TO:<ops@example.com>", 554, "5.6.3"); !strings.Contains(last, "8BITMIME") {
+		t.Errorf("RCPT → %q; want the reply to name 8BITMIME", last)
+	}
+
+	sp := testpeer.OpenSpool(t, t.TempDir())
+	addr := startHarness(t, queueConfig(t, u.Addr), Options{Spool: sp}).addr
+	c = dial(t, addr)
+	c.ehlo()
+	c.must("MAIL FROM:<alarms@plant.example.com> BODY=8BITMIME", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	if code, last := c.data(eightBit); code != 250 {
+		t.Fatalf("DATA → %q; want 250 (queued)", last)
+	}
+	dsn := u.WaitMessages(t, 1, 10*time.Second)[0]
+	if dsn.From != "" || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Status: 5.6.3") {
+		t.Fatalf("upstream got %s → %q:\n%s\nwant a bounce with Status: 5.6.3 to the sender", dsn.From, dsn.To, dsn.Data)
+	}
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+
+	c.must("MAIL FROM:<alarms@plant.example.com>", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	if code, last := c.data(eightBit); code != 250 {
+		t.Fatalf("DATA → %q; want 250 (queued)", last)
+	}
+	got := u.WaitMessages(t, 2, 10*time.Second)[1]
+	if got.From != "alarms@plant.example.com" || got.Body != "" || !strings.Contains(string(got.Data), "gest\xf6rt, Druck \xfcber") {
+		t.Errorf("upstream got %s, BODY=%q:\n%q\nwant the undeclared 8-bit message as it is, without BODY=", got.From, got.Body, got.Data)
+	}
+}

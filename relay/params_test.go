@@ -111,3 +111,35 @@ func TestEightBitMIMEToUpstreamWithout(t *testing.T) {
 		t.Errorf("upstream got %s, BODY=%q:\n%q\nwant the undeclared 8-bit message as it is, without BODY=", got.From, got.Body, got.Data)
 	}
 }
+
+// TestSMTPUTF8PassedOn: SMTPUTF8 goes upstream when the client declared it
+// at MAIL (RFC 6531 §3.4), also with ASCII addresses (the header fields
+// may hold UTF-8), in direct and in queue mode; the queue used to decide
+// from the addresses alone. Without the declaration it is left out.
+func TestSMTPUTF8PassedOn(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	direct := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+	queued := startHarness(t, queueConfig(t, u.Addr), Options{Spool: testpeer.OpenSpool(t, t.TempDir())}).addr
+	const utf8Headers = "From: alarms@plant.example.com\r\nTo: ops@example.com\r\nSubject: Störung Pumpe 3\r\n\r\nPumpe 3 gestört.\r\n"
+	n := 0
+	for _, addr := range []string{direct.addr, queued} {
+		for _, declared := range []bool{true, false} {
+			c := dial(t, addr)
+			c.ehlo()
+			param := ""
+			if declared {
+				param = " SMTPUTF8"
+			}
+			c.must("MAIL FROM:<alarms@plant.example.com>"+param, 250, "")
+			c.must("RCPT TO:<ops@example.com>", 250, "")
+			if code, last := c.data(utf8Headers); code != 250 {
+				t.Fatalf("DATA → %q", last)
+			}
+			c.cmd("QUIT")
+			n++
+			if got := u.WaitMessages(t, n, 10*time.Second)[n-1].UTF8; got != declared {
+				t.Errorf("%s, MAIL FROM with %q: upstream got SMTPUTF8 %v; want %v", map[bool]string{true: "direct", false: "queue"}[addr == direct.addr], param, got, declared)
+			}
+		}
+	}
+}

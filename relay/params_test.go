@@ -10,7 +10,8 @@ import (
 
 // TestSMTPUTF8ToUpstreamWithout: a message with a non-ASCII address for an
 // upstream that does not offer SMTPUTF8 will never go through: direct
-// mode answers 553 5.6.7 at once (RFC 6531 §3.7.5), queue mode bounces it.
+// mode answers 553 5.6.7 at once (RFC 6531 §3.7.5), queue mode bounces it;
+// so does one declared SMTPUTF8 with ASCII addresses.
 func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{NoSMTPUTF8: true})
 
@@ -30,6 +31,20 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 		t.Fatalf("DATA → %q; want 250 (queued)", last)
 	}
 	dsn := u.WaitMessages(t, 1, 10*time.Second)[0]
+	if dsn.From != "" || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Status: 5.6.7") {
+		t.Fatalf("upstream got %s → %q:\n%s\nwant a bounce with Status: 5.6.7 to the sender", dsn.From, dsn.To, dsn.Data)
+	}
+	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+
+	// Declared with ASCII addresses, the header fields may still hold
+	// UTF-8, which relay does not check: bounced too, as direct mode
+	// refuses it at MAIL.
+	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	if code, last := c.data("Subject: Störung\r\n\r\nPumpe 3\r\n"); code != 250 {
+		t.Fatalf("DATA → %q; want 250 (queued)", last)
+	}
+	dsn = u.WaitMessages(t, 2, 10*time.Second)[1]
 	if dsn.From != "" || dsn.To[0] != "alarms@plant.example.com" || !strings.Contains(string(dsn.Data), "Status: 5.6.7") {
 		t.Fatalf("upstream got %s → %q:\n%s\nwant a bounce with Status: 5.6.7 to the sender", dsn.From, dsn.To, dsn.Data)
 	}

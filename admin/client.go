@@ -38,7 +38,7 @@ var ErrUnauthorized = errors.New("the admin listener wants the admin password (a
 func NewClient(listen, password string) (*Client, error) {
 	addr, err := config.DialAddr(listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return nil, fmt.Errorf("admin.listen %w", err) // admin.listen "x" is not host:port: …
 	}
 	return &Client{
 		BaseURL:  "http://" + addr,

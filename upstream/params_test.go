@@ -106,7 +106,14 @@ func TestEightBitMIMENotOffered(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("the sink got %d messages; want 2 (the undeclared 8-bit one and the 7BIT one)", len(got))
 	}
-	if want := lf(corpus.Fold(raw.Want())); !bytes.Equal(got[0], want) {
-		t.Errorf("the undeclared 8-bit message arrived changed (%d bytes, want %d, first difference at %d)", len(got[0]), len(want), firstDiff(got[0], want))
+	want := lf(corpus.Fold(raw.Want()))
+	var eight []byte // the sink's files may share a modification time: found by subject
+	for _, g := range got {
+		if subjectOf(g) == subjectOf(want) {
+			eight = g
+		}
+	}
+	if !bytes.Equal(eight, want) {
+		t.Errorf("the undeclared 8-bit message arrived changed or not at all (%d bytes, want %d, first difference at %d)", len(eight), len(want), firstDiff(eight, want))
 	}
 }

@@ -243,7 +243,7 @@ func (q *Queue) deliver(c Conn, it *item, reused bool) (again bool) {
 		return false
 	}
 	start := q.now()
-	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to), BodyType: env.BodyType}
+	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: env.UTF8 || needsSMTPUTF8(env.From, to), BodyType: env.BodyType}
 	res, err := c.Send(q.abort, msg)
 	body.Close()
 	if err != nil && q.abort.Err() != nil {
@@ -319,8 +319,10 @@ func replyOf(err error) spool.Reply {
 }
 
 // needsSMTPUTF8 reports whether an envelope has a non-ASCII address, which
-// only SMTPUTF8 lets through (RFC 6531 §3.4). The spool does not store the
-// client's parameter; relay accepted such addresses only with it.
+// only SMTPUTF8 lets through (RFC 6531 §3.4). The queue sends SMTPUTF8 when
+// the client declared it (spool.Envelope.UTF8) or when an address needs
+// it: envelopes spooled before the declaration was stored, and bounces to
+// a non-ASCII sender, have only their addresses to go by.
 func needsSMTPUTF8(from string, to []string) bool {
 	for _, a := range append([]string{from}, to...) {
 		for i := 0; i < len(a); i++ {

@@ -300,7 +300,7 @@ func (s *session) data(r io.Reader) error {
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
 	sp := s.srv.opts.Spool
-	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body}
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body, UTF8: tx.utf8}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
 	}

@@ -131,7 +131,8 @@ type Message struct {
 	Size int64 // for SIZE=, if known
 	UTF8 bool  // the envelope needs SMTPUTF8
 	// BodyType is BODY= of MAIL FROM, sent only when the client declared it
-	// and the upstream offers 8BITMIME.
+	// and the upstream offers 8BITMIME. A message declared 8BITMIME is
+	// refused (554 5.6.3) by an upstream without 8BITMIME (RFC 6152 §3).
 	BodyType string // as the client declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 }
 

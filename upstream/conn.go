@@ -105,7 +105,7 @@ func (c *Conn) mailCommand(msg *Message) (string, error) {
 	// Without 8BITMIME, a message declared 7BIT, or not declared at all
 	// (legacy clients send 8-bit text without BODY=), goes as it is, as
 	// most MTAs do: relay does not downgrade content.
-	if msg.UTF8 {
+	if msg.UTF8 || msg.UTF8Declared && c.ext.has("SMTPUTF8") {
 		line += " SMTPUTF8"
 	}
 	return line, nil

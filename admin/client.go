@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"syscall"
 	"time"
 
+	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/oauth"
 	"github.com/relaymail/relay/spool"
 )
@@ -35,20 +34,14 @@ var ErrNotRunning = errors.New("no relay answers on the admin listener")
 var ErrUnauthorized = errors.New("the admin listener wants the admin password (admin.password_hash)")
 
 // NewClient makes a client for the admin listener at listen (admin.listen);
-// a wildcard host is reached on loopback.
+// a wildcard host is reached on loopback (config.DialAddr).
 func NewClient(listen, password string) (*Client, error) {
-	host, port, err := net.SplitHostPort(listen)
+	addr, err := config.DialAddr(listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen %q: %w", listen, err)
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
+		return nil, fmt.Errorf("admin.listen %w", err) // admin.listen "x" is not host:port: …
 	}
 	return &Client{
-		BaseURL:  "http://" + net.JoinHostPort(host, port),
+		BaseURL:  "http://" + addr,
 		Password: password,
 		HTTP:     &http.Client{Timeout: 3 * time.Minute},
 	}, nil
@@ -92,7 +85,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		if connRefused(err) {
 			return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.BaseURL, err)
 		}
 		return fmt.Errorf("admin API %s %s: %w", method, path, err)
@@ -197,7 +190,7 @@ func (c *Client) Running(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	resp, err := c.HTTP.Do(req)
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if connRefused(err) {
 		return false, nil
 	}
 	if err != nil {

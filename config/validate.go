@@ -132,16 +132,6 @@ func (l *loader) validateAdmin(c *Config) {
 	}
 }
 
-// IsLoopbackHost reports whether host (from host:port) can only be reached
-// from this machine.
-func IsLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}
-
 func (l *loader) validateUsers(c *Config, profiles map[string]*Profile) {
 	byName := map[string]*User{}
 	for i, u := range c.Users {

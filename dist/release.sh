@@ -90,6 +90,9 @@ if [ ${#debs[@]} -gt 0 ]; then
       echo
       echo " -- $(sed -n 's/^maintainer: //p' dist/nfpm.yaml)  $(date -u -R -d "@$SOURCE_DATE_EPOCH")"
     } | gzip -9n >"$stage/doc/changelog.gz"
+    # The manual page, compressed as Debian wants it; -n leaves out the
+    # name and time stamp, so the bytes depend on dist/relay.1 only.
+    gzip -9n <dist/relay.1 >"$stage/doc/relay.1.gz"
     (cd "$stage" && RELAY_ARCH=$arch "$work/bin/nfpm" package --packager deb --config dist/nfpm.yaml --target "$out/")
   done
 fi

@@ -150,21 +150,21 @@ func (m *messageReader) Read(p []byte) (int, error) {
 
 // messageReader gives the message of the DATA command go-smtp has just
 // answered with 354, read by relay (nil: go-smtp's reader r must be
-// used). That is each DATA message on a connection the gate sees in the
-// clear; a BDAT message (go-smtp feeds it through an io.Pipe) and a
-// message inside TLS come from go-smtp.
-func (c *deadlineConn) messageReader(r io.Reader) io.Reader {
+// used): each DATA message, in the clear or inside TLS (the gate lies above
+// relay's TLS). A BDAT message, which go-smtp feeds through an io.Pipe,
+// comes from go-smtp. max is max_message_bytes as go-smtp holds it.
+func (c *deadlineConn) messageReader(r io.Reader, max int64) io.Reader {
 	if _, bdat := r.(*io.PipeReader); bdat || !c.gate.claimMessage() {
 		return nil
 	}
-	return &messageReader{gate: c.gate, src: c.readClient, limited: c.maxMessage > 0, left: c.maxMessage}
+	return &messageReader{gate: c.gate, src: c.readClient, limited: max > 0, left: max}
 }
 
 // messageReader is the reader of the message Data was called for:
-// relay's own for DATA in the clear, else go-smtp's r.
+// relay's own for DATA, else (BDAT) go-smtp's r.
 func (s *session) messageReader(r io.Reader) io.Reader {
 	if s.dc != nil {
-		if m := s.dc.messageReader(r); m != nil {
+		if m := s.dc.messageReader(r, s.maxMessage); m != nil {
 			return m
 		}
 	}

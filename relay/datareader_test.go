@@ -24,7 +24,7 @@ import (
 // max_message_bytes (0: none).
 func gateMessage(t testing.TB, src func([]byte) (int, error), max int64) (*lineGate, *messageReader) {
 	t.Helper()
-	g := newLineGate(1 << 30)
+	g := newLineGate()
 	g.replied([]byte("354 go ahead\r\n"))
 	if !g.claimMessage() {
 		t.Fatal("the gate has no message to claim after a 354")

@@ -63,6 +63,8 @@ max_recipients = 3
 max_message_bytes = 4096
 max_header_bytes = 1024
 read_timeout = "5s"
+tls_cert_file = %q
+tls_key_file = %q
 
 [[users]]
 name = "app"
@@ -104,7 +106,10 @@ func FuzzSession(f *testing.F) {
 	clock := newFakeClock() // AUTH failures are throttled without waiting
 	opts := clock.options()
 	opts.Limits = Limits{SessionTimeout: 10 * time.Second, DataTimeout: 5 * time.Second}
-	h := startHarness(f, fmt.Sprintf(fuzzConfig, f.TempDir(), fuzzHash(f), user.Port, reports.Port), opts)
+	// With a certificate: a STARTTLS in the input is relay's to answer
+	// (starttls.go), and its handshake then fails on what follows.
+	_, certFile, keyFile := testpeer.TestPKI(f).Files(f)
+	h := startHarness(f, fmt.Sprintf(fuzzConfig, f.TempDir(), certFile, keyFile, fuzzHash(f), user.Port, reports.Port), opts)
 	plant, _ := config.ParsePattern("*@plant.example.com")
 	route, _ := config.ParsePattern("*@reports.example.com")
 

@@ -222,15 +222,56 @@ func TestHostileInputs(t *testing.T) {
 	clock := newFakeClock() // AUTH failures are throttled without waiting
 	trusted := startHarness(t, hostileConfig(t, u, `["127.0.0.0/8"]`), clock.options())
 	untrusted := startHarness(t, hostileConfig(t, u, `[]`), clock.options())
+	runHostile(t, cases, u, func(t *testing.T, untrust bool) *client {
+		if untrust {
+			return dial(t, untrusted.addr)
+		}
+		return dial(t, trusted.addr)
+	})
+}
 
+// TestHostileInputsAfterSTARTTLS: inside TLS the same hostile inputs get
+// the same replies, and the same messages reach the upstream: relay's TLS
+// lies beneath its line gate (starttls.go). Only STARTTLS itself is
+// answered differently there.
+func TestHostileInputsAfterSTARTTLS(t *testing.T) {
+	cases := hostileCases()
+	for i, tc := range cases {
+		switch tc.name {
+		case "STARTTLS without a certificate":
+			cases[i].want = []string{"503 5.5.1"} // inside TLS already
+		case "STARTTLS with trailing garbage":
+			cases[i].want = []string{"501 5.5.4"} // RFC 3207 §4: no parameters
+		}
+	}
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	clock := newFakeClock()
+	pki := testpeer.TestPKI(t)
+	_, certFile, keyFile := pki.Files(t)
+	withCert := func(cfg string) string {
+		return strings.Replace(cfg, "[server]\n", fmt.Sprintf("[server]\ntls_cert_file = %q\ntls_key_file = %q\n", certFile, keyFile), 1)
+	}
+	trusted := startHarness(t, withCert(hostileConfig(t, u, `["127.0.0.0/8"]`)), clock.options())
+	untrusted := startHarness(t, withCert(hostileConfig(t, u, `[]`)), clock.options())
+	runHostile(t, cases, u, func(t *testing.T, untrust bool) *client {
+		h := trusted
+		if untrust {
+			h = untrusted
+		}
+		c := dial(t, h.addr)
+		c.ehlo()
+		c.startTLS(&tls.Config{RootCAs: pki.CAPool, ServerName: "localhost"})
+		return c
+	})
+}
+
+// runHostile runs the cases against servers that deliver to u, on
+// connections that connect opens (to the untrusted server or not).
+func runHostile(t *testing.T, cases []hostileCase, u *testpeer.Upstream, connect func(t *testing.T, untrusted bool) *client) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := trusted
-			if tc.untrusted {
-				h = untrusted
-			}
 			before := len(u.Messages())
-			c := dial(t, h.addr)
+			c := connect(t, tc.untrusted)
 			for _, cmd := range tc.setup {
 				c.send(cmd)
 				if code, lines := c.reply(); code >= 400 {
@@ -253,7 +294,7 @@ func TestHostileInputs(t *testing.T) {
 				hostileNormal(c, tc.untrusted)
 				sent++
 			}
-			hostileNormal(dial(t, h.addr), tc.untrusted)
+			hostileNormal(connect(t, tc.untrusted), tc.untrusted)
 			sent++
 
 			msgs := u.Messages()[before:]

@@ -93,33 +93,42 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 //     is never parsed as commands, and a client that does not read its
 //     replies is dropped.
 type deadlineConn struct {
-	net.Conn
+	net.Conn   // the client's connection: the socket, or relay's *tls.Conn over it
 	idle       time.Duration
 	data       time.Duration
 	sessionEnd time.Time
-	maxMessage int64 // max_message_bytes as go-smtp holds it (datareader.go)
 
 	mu       sync.Mutex
 	dataEnd  time.Time // zero: not reading a message
 	expired  bool
 	inTx     bool // the session is in a mail transaction (MAIL to the end of DATA)
 	draining bool // the server shuts down: end the connection between transactions
+	moving   bool // STARTTLS: the socket's deadlines are no longer this value's to set (starttls.go)
 	onClose  func()
 
-	eof atomic.Bool // the client has closed its side
+	eof          atomic.Bool // the client has closed its side
+	handedOff    atomic.Bool // STARTTLS moved the socket to a new deadlineConn (starttls.go)
+	skipGreeting atomic.Bool // after STARTTLS: go-smtp's greeting is not sent (starttls.go)
 
 	gate    *lineGate   // line limits (linegate.go)
 	out     replyBuffer // go-smtp's writes, until relay next reads (replybuf.go)
-	tls     tlsWatch    // the STARTTLS handshake, for its log line (tls.go)
 	replies replyWatch  // refusals go-smtp answers itself, for their log line (refusal.go)
+	srv     *Server     // runs STARTTLS, when it has a certificate (starttls.go); nil in unit tests
 }
 
-// newDeadlineConn wraps a client connection; maxMessage is
-// max_message_bytes, which bounds what a TLS client sends between two
-// commands (see lineGate).
-func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, now time.Time, maxMessage int64) *deadlineConn {
-	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: now.Add(l.SessionTimeout),
-		maxMessage: maxMessage, gate: newLineGate(2*maxMessage + 1<<20)}
+// newDeadlineConn wraps a client connection; sessionStart is when the
+// client connected.
+func newDeadlineConn(c net.Conn, idle time.Duration, l Limits, sessionStart time.Time) *deadlineConn {
+	return &deadlineConn{Conn: c, idle: idle, data: l.DataTimeout, sessionEnd: sessionStart.Add(l.SessionTimeout), gate: newLineGate()}
+}
+
+// setReadDeadline sets the socket's read deadline to t as clamp allows;
+// c.mu is held. After STARTTLS the socket is the new deadlineConn's.
+func (c *deadlineConn) setReadDeadline(t time.Time) error {
+	if c.moving {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(c.clamp(t))
 }
 
 // clamp returns the deadline to use instead of t; c.mu is held.
@@ -143,16 +152,19 @@ func (c *deadlineConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dataEnd = time.Time{}
-	return c.Conn.SetReadDeadline(c.clamp(t))
+	return c.setReadDeadline(t)
 }
 
 func (c *deadlineConn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.moving {
+		return nil
+	}
 	if err := c.Conn.SetWriteDeadline(t); err != nil {
 		return err
 	}
-	return c.Conn.SetReadDeadline(c.clamp(t))
+	return c.setReadDeadline(t)
 }
 
 // beginData starts the deadline of one message.
@@ -161,11 +173,28 @@ func (c *deadlineConn) beginData() {
 	defer c.mu.Unlock()
 	now := time.Now()
 	c.dataEnd = now.Add(c.data)
-	c.Conn.SetReadDeadline(c.clamp(now.Add(c.idle)))
+	c.setReadDeadline(now.Add(c.idle))
 }
 
-// Read gives go-smtp what the line gate lets through.
-func (c *deadlineConn) Read(p []byte) (int, error) { return c.gate.read(p, c.readClient) }
+// Read gives go-smtp what the line gate lets through. A STARTTLS command
+// line the gate held back is answered here (starttls.go); once the
+// connection has moved to the secure server, this one's go-smtp session
+// reads io.EOF and ends without a word.
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	for {
+		if c.handedOff.Load() {
+			return 0, io.EOF
+		}
+		n, err := c.gate.read(p, c.readClient)
+		cmd, ok := err.(startTLSCommand)
+		if !ok {
+			return n, err
+		}
+		if err := c.startTLS(cmd); err != nil {
+			return 0, err
+		}
+	}
+}
 
 // readClient reads from the client, extending a message's deadline. The
 // replies written so far go out first: the client may wait for them.
@@ -182,7 +211,7 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 	} else if n > 0 {
 		c.mu.Lock()
 		if !c.dataEnd.IsZero() && !c.expired {
-			c.Conn.SetReadDeadline(c.clamp(time.Now().Add(c.idle)))
+			c.setReadDeadline(time.Now().Add(c.idle))
 		}
 		c.mu.Unlock()
 	}
@@ -190,13 +219,17 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 }
 
 // Write takes go-smtp's writes, a reply line each, into the reply
-// buffer, which readClient and Close flush (replybuf.go). TLS records go
-// out at once.
+// buffer, which readClient and Close flush (replybuf.go).
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.handedOff.Load() {
+		return 0, net.ErrClosed // the socket speaks TLS now, for another session
+	}
+	if c.skipGreeting.CompareAndSwap(true, false) && bytes.HasPrefix(p, []byte("220 ")) {
+		return len(p), nil // RFC 3207 §4.2: after STARTTLS the client speaks first
+	}
 	c.gate.replied(p)
-	c.tls.wrote(p)
 	c.replies.wrote(p)
-	return c.out.write(p, c.writeClient, c.gate.inClear())
+	return c.out.write(p, c.writeClient)
 }
 
 // writeClient writes to the client.
@@ -217,7 +250,7 @@ func (c *deadlineConn) drain() {
 	defer c.mu.Unlock()
 	c.draining = true
 	if !c.inTx && c.dataEnd.IsZero() {
-		c.Conn.SetReadDeadline(c.clamp(time.Time{}))
+		c.setReadDeadline(time.Time{})
 	}
 }
 
@@ -229,10 +262,14 @@ func (c *deadlineConn) setTx(in bool) {
 }
 
 // Close sends the replies still buffered (a 221, a 421), closes the
-// connection and tells the server it is gone.
+// connection and tells the server it is gone. After STARTTLS it leaves the
+// socket, which the new deadlineConn closes.
 func (c *deadlineConn) Close() error {
 	if c.onClose != nil {
 		c.onClose()
+	}
+	if c.handedOff.Load() {
+		return nil
 	}
 	ferr := c.out.flushOnClose(c.writeClient)
 	if err := c.Conn.Close(); err != nil {
@@ -246,7 +283,7 @@ func (c *deadlineConn) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expired = true
-	c.Conn.SetReadDeadline(c.clamp(time.Time{}))
+	c.setReadDeadline(time.Time{})
 }
 
 func isTimeout(err error) bool {
@@ -254,14 +291,22 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// deadlinesOf finds relay's deadlineConn under a go-smtp connection, which
-// is a *tls.Conn after STARTTLS.
+// deadlinesOf finds relay's deadlineConn, which is go-smtp's connection
+// (TLS beneath it, if any), or nil.
 func deadlinesOf(c net.Conn) *deadlineConn {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
 	dc, _ := c.(*deadlineConn)
 	return dc
+}
+
+// TLSConnectionState is the state of relay's TLS beneath the gate; ok is
+// false on a connection in the clear. go-smtp's own TLSConnectionState
+// sees no TLS on any connection: relay runs it below go-smtp.
+func (c *deadlineConn) TLSConnectionState() (state tls.ConnectionState, ok bool) {
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		return state, false
+	}
+	return tc.ConnectionState(), true
 }
 
 // beginData starts the DATA deadline of the session's connection.

@@ -382,17 +382,22 @@ func TestCutOffMessageIsNotPassedOn(t *testing.T) {
 	}
 }
 
-// TestDeadlinesUnderTLS: after STARTTLS go-smtp's connection is a
-// *tls.Conn over relay's deadlineConn; the session must still find it.
+// TestDeadlinesUnderTLS: relay's TLS lies beneath its deadlineConn, which
+// is go-smtp's connection on every listener; the session finds it and
+// learns from it whether the connection is TLS.
 func TestDeadlinesUnderTLS(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	dc := newDeadlineConn(a, time.Second, Limits{}.withDefaults(), time.Now(), 1<<20)
-	if got := deadlinesOf(tls.Server(dc, &tls.Config{})); got != dc {
-		t.Fatalf("deadlinesOf(tls.Server(dc)) = %p; want %p", got, dc)
+	plain := newDeadlineConn(a, time.Second, Limits{}.withDefaults(), time.Now())
+	if got := deadlinesOf(plain); got != plain {
+		t.Fatalf("deadlinesOf(dc) = %p; want %p", got, plain)
 	}
-	if got := deadlinesOf(dc); got != dc {
-		t.Fatalf("deadlinesOf(dc) = %p; want %p", got, dc)
+	if _, ok := plain.TLSConnectionState(); ok {
+		t.Fatal("a connection in the clear says it is TLS")
+	}
+	secure := newDeadlineConn(tls.Server(a, &tls.Config{}), time.Second, Limits{}.withDefaults(), time.Now())
+	if _, ok := secure.TLSConnectionState(); !ok {
+		t.Fatal("a deadlineConn over a *tls.Conn says it is not TLS")
 	}
 }

@@ -21,8 +21,6 @@ const gateBuffer = 32 << 10
 const (
 	gateCommands = iota // hand on complete command lines only
 	gateData            // a DATA message: read by relay (datareader.go); go-smtp gets its end only
-	gateAwaitTLS        // STARTTLS was handed on: its reply decides
-	gateTLS             // the client speaks TLS: bytes as they come
 )
 
 // lineGate is relay's own reading of a client connection, in place of
@@ -41,10 +39,12 @@ const (
 //     go-smtp then gets only ".\r\n", the end of a message, so that its
 //     own octet-by-octet reader ends at once. If the session did not read
 //     the message to its end, the gate skips the rest first;
-//   - after STARTTLS and its 220, the TLS stream untouched. go-smtp reads
-//     the plaintext of a TLS session itself, beneath which the gate cannot
-//     see lines: there it only bounds the octets a client sends between two
-//     commands by tlsCap.
+//   - never a STARTTLS command line, when the server has a certificate:
+//     read returns it as a startTLSCommand, and the connection runs
+//     STARTTLS itself (starttls.go).
+//
+// The gate reads plaintext on every connection: on a TLS one (after
+// STARTTLS, or on smtps_listen) relay's *tls.Conn lies beneath it.
 type lineGate struct {
 	mu     sync.Mutex
 	buf    []byte // buf[r:w] is read from the client, not yet handed on
@@ -54,8 +54,7 @@ type lineGate struct {
 	raw    int64 // octets of a BDAT chunk still to hand on as they are
 	mode   int
 	err    error // the read error that ends the input, or ErrTooLongLine
-	tlsCap int64 // TLS: octets allowed between two commands
-	tlsN   int64 // TLS: octets since the last command
+	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
 
 	msg     unstuffer // gateData: where the message is
 	claimed bool      // gateData: the session reads the message (readMessage)
@@ -65,8 +64,8 @@ type lineGate struct {
 // endOfData is all go-smtp reads of a DATA message.
 const endOfData = ".\r\n"
 
-func newLineGate(tlsCap int64) *lineGate {
-	return &lineGate{buf: make([]byte, gateBuffer), tlsCap: tlsCap}
+func newLineGate() *lineGate {
+	return &lineGate{buf: make([]byte, gateBuffer)}
 }
 
 // read fills p from src, the client connection, as the mode allows.
@@ -86,7 +85,7 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 		if g.err == smtp.ErrTooLongLine {
 			return 0, g.err
 		}
-		if g.raw > 0 || g.mode == gateTLS {
+		if g.raw > 0 {
 			return g.readThrough(p, src)
 		}
 		if err := g.check(); err != nil {
@@ -108,13 +107,9 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 func (g *lineGate) handOn(p []byte) int {
 	var n int
 	switch {
-	case g.raw > 0 || g.mode == gateTLS:
-		k := g.w - g.r
-		if g.raw > 0 {
-			k = int(min(int64(k), g.raw))
-		}
-		n = copy(p, g.buf[g.r:g.r+k])
-		g.raw -= int64(min(int64(n), g.raw))
+	case g.raw > 0:
+		n = copy(p, g.buf[g.r:g.r+int(min(int64(g.w-g.r), g.raw))])
+		g.raw -= int64(n)
 	case g.line > 0:
 		n = copy(p, g.buf[g.r:g.r+g.line])
 		if g.line -= n; g.line == 0 {
@@ -181,14 +176,6 @@ func (g *lineGate) endData(p []byte, src func([]byte) (int, error)) (int, error)
 	return n, nil
 }
 
-// inClear reports whether the gate reads the connection in the clear:
-// not TLS.
-func (g *lineGate) inClear() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.mode != gateTLS
-}
-
 // claimMessage reports whether the session may read the message go-smtp
 // has just answered DATA for with 354 (readMessage): once per message.
 func (g *lineGate) claimMessage() bool {
@@ -203,7 +190,7 @@ func (g *lineGate) claimMessage() bool {
 
 // check looks for the next complete command line and vets it.
 func (g *lineGate) check() error {
-	if g.mode != gateCommands && g.mode != gateAwaitTLS {
+	if g.mode != gateCommands {
 		return nil
 	}
 	i := bytes.IndexByte(g.buf[g.r:g.w], '\n')
@@ -219,11 +206,12 @@ func (g *lineGate) check() error {
 		g.err = smtp.ErrTooLongLine
 		return g.err
 	}
+	if cmd, ok := parseStartTLS(line); g.tlsCmd && ok {
+		g.r += len(line)
+		return cmd
+	}
 	g.line = len(line)
 	g.next = bdatChunk(line)
-	if bytes.HasPrefix(bytes.ToUpper(line), []byte("STARTTLS")) {
-		g.mode = gateAwaitTLS
-	}
 	return nil
 }
 
@@ -246,22 +234,16 @@ func bdatChunk(line []byte) int64 {
 	return int64(n)
 }
 
-// readThrough reads from the client straight into p: a BDAT chunk, or
-// TLS.
+// readThrough reads a BDAT chunk from the client straight into p.
 func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	if g.raw > 0 && int64(len(p)) > g.raw {
+	if int64(len(p)) > g.raw {
 		p = p[:g.raw]
 	}
 	n, err := src(p)
-	if g.raw > 0 {
-		g.raw -= int64(n)
-	} else if g.tlsN += int64(n); g.tlsN > g.tlsCap {
-		g.err = smtp.ErrTooLongLine
-		return 0, g.err
-	}
+	g.raw -= int64(n)
 	if err != nil {
 		g.err = err
 	}
@@ -285,30 +267,14 @@ func (g *lineGate) fill(src func([]byte) (int, error)) {
 }
 
 // replied tells the gate what the server answered: a 354 starts a
-// message, the 220 to STARTTLS starts TLS.
+// message.
 func (g *lineGate) replied(p []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	switch {
-	case g.mode == gateAwaitTLS && bytes.HasPrefix(p, []byte("220")):
-		// Plaintext the client sent behind STARTTLS is thrown away, never
-		// read as if it came over TLS (CVE-2011-0411).
-		g.mode = gateTLS
-		g.r, g.w, g.line = 0, 0, 0
-	case g.mode == gateAwaitTLS:
-		g.mode = gateCommands
-	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
+	if g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")) {
 		g.mode = gateData
 		g.msg, g.claimed, g.endLeft = unstuffer{}, false, len(endOfData)
 	}
-}
-
-// startTLS puts the gate in TLS mode from the start, for a listener with
-// implicit TLS (smtps_listen).
-func (g *lineGate) startTLS() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.mode = gateTLS
 }
 
 // nextCommand tells the gate that go-smtp reads its next command: a
@@ -316,7 +282,6 @@ func (g *lineGate) startTLS() {
 func (g *lineGate) nextCommand() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.tlsN = 0
 	if g.mode == gateData {
 		// A read error ended the message before endOfData: go-smtp has
 		// answered, and its next read fails with the same error.

@@ -67,7 +67,7 @@ func TestLineGatePassesSessions(t *testing.T) {
 		"NOOP " + strings.Repeat("n", 1993) + "\r\nQUIT\r\n"
 	for _, wrap := range []func(io.Reader) io.Reader{func(r io.Reader) io.Reader { return r }, iotest.OneByteReader, iotest.HalfReader} {
 		for _, n := range []int{1, 3, 4096, 64 << 10} {
-			g := newLineGate(1 << 30)
+			g := newLineGate()
 			out, err := readGate(g, gateSource(wrap(strings.NewReader(session)), io.EOF), n)
 			if err != io.EOF || string(out) != session {
 				t.Fatalf("reads of %d: got %d bytes (differing at %d) and %v; want the %d sent and EOF", n, len(out), firstDiffString(string(out), session), err, len(session))
@@ -96,7 +96,7 @@ func TestLineGateDropsCutCommands(t *testing.T) {
 			"BDAT 9 LAST\r\nabc":               "BDAT 9 LAST\r\nabc",
 			"DATA\r\nx\r\n.\r\nMAIL FROM:<a@b": "DATA\r\nx\r\n.\r\n",
 		} {
-			g := newLineGate(1 << 30)
+			g := newLineGate()
 			out, err := readGate(g, gateSource(iotest.OneByteReader(strings.NewReader(in)), end), 4096)
 			if string(out) != want || err != end {
 				t.Errorf("%q: got %q, %v; want %q, then %v", in, out, err, want, end)
@@ -117,7 +117,7 @@ func TestLineGateRefusesLongCommands(t *testing.T) {
 		"NOOP " + strings.Repeat("x", 1994) + "\r\n": smtp.ErrTooLongLine,
 		"NOOP " + strings.Repeat("x", 5000):          smtp.ErrTooLongLine,
 	} {
-		g := newLineGate(1 << 30)
+		g := newLineGate()
 		out, err := readGate(g, gateSource(strings.NewReader(in), io.EOF), 4096)
 		if !errors.Is(err, want) || (want != io.EOF && len(out) > 0) {
 			t.Errorf("%d octets: handed on %d and %v; want %v", len(in), len(out), err, want)

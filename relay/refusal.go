@@ -123,26 +123,19 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // 5.5.2), one out of sequence, one recipient past max_recipients (452
 // 4.5.3), a line past 2000 octets. It reads the replies written on a
 // connection in the clear; relay's own refusals, already logged by answer
-// or the AUTH throttle, are announced with expect and skipped. After
-// STARTTLS, and on the implicit-TLS listener, the replies are encrypted
-// below go-smtp and go unseen.
+// or the AUTH throttle, are announced with expect and skipped. It sees
+// the replies inside TLS too: relay's TLS lies beneath the connection it
+// watches (starttls.go).
 type replyWatch struct {
 	mu       sync.Mutex
-	off      bool
 	expected int // refusals relay logged whose reply has yet to go out
 	log      func(reply string)
 }
 
-var readyForTLS = []byte("220 2.0.0 Ready to start TLS")
-
 func (w *replyWatch) wrote(p []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.off || w.log == nil {
-		return
-	}
-	if bytes.HasPrefix(p, readyForTLS) {
-		w.off = true
+	if w.log == nil {
 		return
 	}
 	// go-smtp writes a one-line reply in one write: "550 5.5.2 text\r\n".

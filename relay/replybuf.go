@@ -21,11 +21,8 @@ import (
 // reply (WriteTimeout); a reply waits in the buffer only while relay
 // handles commands the client has already sent.
 //
-// Writes are held only while the line gate reads the connection in the
-// clear. Beneath TLS (after STARTTLS, on smtps_listen) crypto/tls writes
-// its records through here and sets its own write deadlines, to the
-// present on Close after its close_notify alert: a record held past that
-// would never go out.
+// On a TLS connection the buffer lies above relay's *tls.Conn: a group of
+// replies goes out in one TLS record.
 type replyBuffer struct {
 	mu  sync.Mutex
 	buf []byte
@@ -37,20 +34,15 @@ type replyBuffer struct {
 const replyFlushAt = 16 << 10
 
 // write buffers p, and writes the buffer out with w if it is full or p
-// is a 354. Without hold, p goes out at once, after what is buffered.
-func (b *replyBuffer) write(p []byte, w func([]byte) (int, error), hold bool) (int, error) {
+// is a 354.
+func (b *replyBuffer) write(p []byte, w func([]byte) (int, error)) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.err != nil {
 		return 0, b.err
 	}
-	if !hold && len(b.buf) == 0 {
-		n, err := w(p)
-		b.err = err
-		return n, err
-	}
 	b.buf = append(b.buf, p...)
-	if !hold || len(b.buf) >= replyFlushAt || bytes.HasPrefix(p, []byte("354 ")) {
+	if len(b.buf) >= replyFlushAt || bytes.HasPrefix(p, []byte("354 ")) {
 		if err := b.flushLocked(w); err != nil {
 			return 0, err
 		}

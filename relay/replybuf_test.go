@@ -91,8 +91,7 @@ func TestRepliesGoOutTogether(t *testing.T) {
 }
 
 // TestReplyBufferFlushes: the reply buffer holds writes until flush, goes
-// out at once for a 354, for a full buffer and when not holding, and
-// keeps a write error.
+// out at once for a 354 and for a full buffer, and keeps a write error.
 func TestReplyBufferFlushes(t *testing.T) {
 	var out [][]byte
 	var fail error
@@ -104,17 +103,16 @@ func TestReplyBufferFlushes(t *testing.T) {
 		return len(p), nil
 	}
 	var b replyBuffer
-	b.write([]byte("250-a\r\n"), w, true)
-	b.write([]byte("250 b\r\n"), w, true)
+	b.write([]byte("250-a\r\n"), w)
+	b.write([]byte("250 b\r\n"), w)
 	if len(out) != 0 {
 		t.Fatalf("held writes went out: %q", out)
 	}
 	b.flush(w)
-	b.write([]byte("250 c\r\n"), w, true)
-	b.write([]byte("354 go\r\n"), w, true)
-	b.write([]byte("tls record"), w, false)
-	b.write(bytes.Repeat([]byte("x"), replyFlushAt), w, true)
-	want := []string{"250-a\r\n250 b\r\n", "250 c\r\n354 go\r\n", "tls record", strings.Repeat("x", replyFlushAt)}
+	b.write([]byte("250 c\r\n"), w)
+	b.write([]byte("354 go\r\n"), w)
+	b.write(bytes.Repeat([]byte("x"), replyFlushAt), w)
+	want := []string{"250-a\r\n250 b\r\n", "250 c\r\n354 go\r\n", strings.Repeat("x", replyFlushAt)}
 	if len(out) != len(want) {
 		t.Fatalf("writes %q; want %q", out, want)
 	}
@@ -124,11 +122,11 @@ func TestReplyBufferFlushes(t *testing.T) {
 		}
 	}
 	fail = net.ErrClosed
-	b.write([]byte("221 bye\r\n"), w, true)
+	b.write([]byte("221 bye\r\n"), w)
 	if err := b.flush(w); err != net.ErrClosed {
 		t.Fatalf("flush after a failed write = %v; want %v", err, net.ErrClosed)
 	}
-	if _, err := b.write([]byte("421\r\n"), w, true); err != net.ErrClosed {
+	if _, err := b.write([]byte("421\r\n"), w); err != net.ErrClosed {
 		t.Fatalf("write after a failed write = %v; want %v", err, net.ErrClosed)
 	}
 }

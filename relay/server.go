@@ -4,7 +4,9 @@
 package relay
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,13 +45,24 @@ type Options struct {
 }
 
 // Server is relay's SMTP listener for legacy applications.
+//
+// It runs two go-smtp servers over one backend (itself) and the same
+// settings. relay makes TLS itself, beneath its line gate, so that go-smtp
+// reads plaintext through the gate on every connection (starttls.go):
+// plain serves connections in the clear and offers STARTTLS when there is
+// a certificate; secure serves the connections relay has made TLS (after
+// STARTTLS, and from smtps_listen) and offers neither.
 type Server struct {
-	opts   Options
-	logger *slog.Logger
-	smtp   *smtp.Server
-	state  atomic.Pointer[state]
-	queue  *queue.Queue // nil without a spool
-	stats  stats
+	opts      Options
+	logger    *slog.Logger
+	plain     *smtp.Server
+	secure    *smtp.Server
+	tlsConfig *tls.Config // nil: no certificate
+	handoff   *connQueue  // connections for secure: those STARTTLS made TLS
+	serving   sync.Once   // secure serves handoff from the first Serve or ServeTLS
+	state     atomic.Pointer[state]
+	queue     *queue.Queue // nil without a spool
+	stats     stats
 
 	ctx    context.Context // ends when the server closes
 	cancel context.CancelFunc
@@ -95,8 +108,24 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		s.queue = queue.New(queue.Options{Spool: opts.Spool, Profiles: queueProfiles{s}, Logger: opts.Logger, Now: opts.Now, Events: s.emit})
 	}
 
-	srv := smtp.NewServer(s)
 	sc := cfg.Server
+	switch {
+	case sc.Certificate != nil:
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{*sc.Certificate}, MinVersion: tls.VersionTLS12}
+	case sc.TLSCertFile != "":
+		return nil, fmt.Errorf("relay: tls_cert_file %s is not loaded: resolve the configuration (config.Load or Config.Resolve) first", sc.TLSCertFile)
+	}
+	s.plain, s.secure = s.newSMTPServer(sc), s.newSMTPServer(sc)
+	// go-smtp offers STARTTLS when its TLSConfig is set; relay's gate
+	// takes the command before go-smtp sees it (starttls.go).
+	s.plain.TLSConfig = s.tlsConfig
+	s.handoff = newConnQueue()
+	return s, nil
+}
+
+// newSMTPServer is a go-smtp server with the configuration's settings.
+func (s *Server) newSMTPServer(sc config.Server) *smtp.Server {
+	srv := smtp.NewServer(s)
 	srv.Domain = sc.Hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
 	srv.MaxRecipients = sc.MaxRecipients
@@ -107,17 +136,11 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	srv.ReadTimeout = sc.ReadTimeout.D()
 	srv.WriteTimeout = sc.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
-	// AUTH is offered per connection: over TLS or from loopback (session.go).
+	// AUTH is offered per connection: over relay's TLS or from loopback
+	// (session.go).
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
-	switch {
-	case sc.Certificate != nil:
-		srv.TLSConfig = tlsConfig(*sc.Certificate)
-	case sc.TLSCertFile != "":
-		return nil, fmt.Errorf("relay: tls_cert_file %s is not loaded: resolve the configuration (config.Load or Config.Resolve) first", sc.TLSCertFile)
-	}
-	s.smtp = srv
-	return s, nil
+	return srv
 }
 
 // Apply switches to a new configuration: profiles, users and routes. The
@@ -155,7 +178,8 @@ func (s *Server) Transport(profile string) Transport { return s.state.Load().tra
 
 // Serve accepts SMTP connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(&limitListener{Listener: ln, s: s})
+	s.serveHandoff()
+	return s.serve(s.plain, &limitListener{Listener: ln, s: s})
 }
 
 // ServeTLS accepts SMTP connections with implicit TLS (RFC 8314 §3.3,
@@ -163,14 +187,23 @@ func (s *Server) Serve(ln net.Listener) error {
 // routing, AUTH and limits as Serve, and both stop together. The server
 // needs tls_cert_file.
 func (s *Server) ServeTLS(ln net.Listener) error {
-	if s.smtp.TLSConfig == nil {
+	if s.tlsConfig == nil {
 		return errors.New("relay: implicit TLS needs server.tls_cert_file and tls_key_file")
 	}
-	return s.serve(newTLSListener(&limitListener{Listener: ln, s: s, implicitTLS: true}, s, s.smtp.TLSConfig, s.smtp.ReadTimeout))
+	s.serveHandoff()
+	return s.serve(s.secure, newTLSListener(&limitListener{Listener: ln, s: s, implicitTLS: true}, s))
 }
 
-func (s *Server) serve(ln net.Listener) error {
-	err := s.smtp.Serve(ln)
+// serveHandoff makes the secure server take the connections STARTTLS
+// hands it, once.
+func (s *Server) serveHandoff() {
+	if s.tlsConfig != nil {
+		s.serving.Do(func() { go s.serve(s.secure, s.handoff) })
+	}
+}
+
+func (s *Server) serve(srv *smtp.Server, ln net.Listener) error {
+	err := srv.Serve(ln)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -179,7 +212,8 @@ func (s *Server) serve(ln net.Listener) error {
 
 // Shutdown stops accepting connections, ends the idle ones (421), lets the
 // mail transactions in progress finish until ctx ends, ending each
-// connection after its transaction; then it closes the rest.
+// connection after its transaction; then it closes the rest. Connections
+// in the clear and TLS ones alike.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -187,24 +221,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		dc.drain()
 	}
 	s.mu.Unlock()
-	err := s.smtp.Shutdown(ctx)
+	// Both at once: a STARTTLS that ends while secure no longer takes
+	// connections is answered 421 by relay (starttls.go).
+	errs := make(chan error, 1)
+	go func() { errs <- ignoreClosed(s.secure.Shutdown(ctx)) }()
+	err := cmp.Or(ignoreClosed(s.plain.Shutdown(ctx)), <-errs)
+	s.handoff.Close()
 	if err != nil {
-		s.smtp.Close()
+		s.plain.Close()
+		s.secure.Close()
 	}
 	s.cancel()
-	if errors.Is(err, smtp.ErrServerClosed) {
-		return nil
-	}
 	return err
 }
 
-// Close closes the listener and every connection at once.
+// Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
 	s.cancel()
 	if s.queue != nil {
 		s.queue.Close()
 	}
-	err := s.smtp.Close()
+	perr, serr := ignoreClosed(s.plain.Close()), ignoreClosed(s.secure.Close())
+	s.handoff.Close()
+	return cmp.Or(perr, serr)
+}
+
+// ignoreClosed is err, or nil for go-smtp's ErrServerClosed: stopping a
+// stopped server is no failure.
+func ignoreClosed(err error) error {
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -218,7 +262,8 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 
 // limitListener refuses connections beyond max_connections in total or
 // max_connections_per_client from one address, with 421 4.7.0 before
-// go-smtp greets them.
+// go-smtp greets them. It gives the others to go-smtp gated (gate); on
+// smtps_listen it gives them as countedConns, to tlsListener.
 type limitListener struct {
 	net.Listener
 	s           *Server
@@ -233,18 +278,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		addr := remoteAddr(c)
 		if l.s.acquire(addr) {
-			counted := &countedConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(addr) })}
-			dc := newDeadlineConn(counted, l.s.smtp.ReadTimeout, l.s.opts.Limits, time.Now(), l.s.smtp.MaxMessageBytes)
+			counted := &countedConn{Conn: c, accepted: time.Now(), release: sync.OnceFunc(func() { l.s.release(addr) })}
 			if l.implicitTLS {
-				dc.gate.startTLS() // TLS from the first byte: no lines to see
+				return counted, nil // tlsListener makes it TLS, then gates it
 			}
-			if l.s.smtp.TLSConfig != nil {
-				dc.tls.log = func(listener string, err error) { l.s.logTLSFailure(addr, listener, err) }
-			}
-			dc.replies.off = l.implicitTLS // what it would see is encrypted
-			dc.replies.log = func(reply string) { l.s.logLibraryRefusal(addr, reply) }
-			l.s.track(dc)
-			return dc, nil
+			return l.s.gate(counted, counted.accepted), nil
 		}
 		l.s.logger.Warn("connection refused: too many connections", "client", addr.String())
 		if !l.implicitTLS {
@@ -265,6 +303,19 @@ func (s *Server) acquire(addr netip.Addr) bool {
 	s.total++
 	s.conns[addr]++
 	return true
+}
+
+// gate wraps a client's connection, the socket or relay's *tls.Conn over
+// it, in relay's line gate and limits (limits.go), and tracks it for
+// Shutdown; sessionStart is when the client connected.
+func (s *Server) gate(c net.Conn, sessionStart time.Time) *deadlineConn {
+	addr := remoteAddr(c)
+	dc := newDeadlineConn(c, s.plain.ReadTimeout, s.opts.Limits, sessionStart)
+	dc.srv = s
+	dc.gate.tlsCmd = s.tlsConfig != nil
+	dc.replies.log = func(reply string) { s.logLibraryRefusal(addr, reply) }
+	s.track(dc)
+	return dc
 }
 
 // track keeps dc in the set of live connections until it closes, so that
@@ -292,9 +343,12 @@ func (s *Server) release(addr netip.Addr) {
 	}
 }
 
+// countedConn is a client's socket, counted against the connection
+// limits until it closes.
 type countedConn struct {
 	net.Conn
-	release func()
+	accepted time.Time
+	release  func()
 }
 
 func (c *countedConn) Close() error {

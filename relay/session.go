@@ -48,8 +48,9 @@ type session struct {
 	// it runs. go-smtp runs Data for BDAT in a goroutine of its own and
 	// goes on reading commands, so Reset, Logout and even MAIL may come
 	// while a Data still runs or has yet to start (bdat.go).
-	dataMu sync.Mutex
-	dc     *deadlineConn // the connection's limits (limits.go)
+	dataMu     sync.Mutex
+	dc         *deadlineConn // the connection's limits (limits.go)
+	maxMessage int64         // max_message_bytes as go-smtp holds it, for relay's DATA reader (datareader.go)
 }
 
 // transaction is one message from MAIL FROM to the end of DATA.
@@ -66,11 +67,14 @@ type transaction struct {
 }
 
 func newSession(s *Server, c *smtp.Conn) *session {
-	_, isTLS := c.TLSConnectionState()
-	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), tls: isTLS, helo: c.Hostname()}
+	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), helo: c.Hostname(), maxMessage: c.Server().MaxMessageBytes}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.logger = s.logger.With("client", sess.remote.String())
-	sess.dc = deadlinesOf(c.Conn())
+	// relay's TLS lies beneath its gate: go-smtp's connection is the
+	// deadlineConn, never a *tls.Conn (starttls.go).
+	if sess.dc = deadlinesOf(c.Conn()); sess.dc != nil {
+		_, sess.tls = sess.dc.TLSConnectionState()
+	}
 	return sess
 }
 
@@ -297,7 +301,7 @@ func (s *session) data(r io.Reader) error {
 // is on disk and fsynced.
 func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader, start time.Time) error {
 	sp := s.srv.opts.Spool
-	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body}
+	env := &spool.Envelope{Profile: tx.profile.Name, From: tx.from, User: s.user, BodyType: tx.body, UTF8: tx.utf8}
 	for _, r := range tx.rcpts {
 		env.Recipients = append(env.Recipients, spool.Recipient{Addr: r})
 	}

@@ -93,7 +93,8 @@ func TestSMTPSListener(t *testing.T) {
 
 // TestTLSHandshakeFailuresLogged: a failed handshake, on the implicit-TLS
 // listener or after STARTTLS, is logged once with the client's address and
-// the TLS error.
+// crypto/tls's own error, and the connection closed: after a TLS alert
+// without a word in the clear, after plaintext with a 554 5.7.0.
 func TestTLSHandshakeFailuresLogged(t *testing.T) {
 	cfg, _ := smtpsConfig(t, "")
 	h := startHarness(t, cfg, Options{})
@@ -126,19 +127,22 @@ func TestTLSHandshakeFailuresLogged(t *testing.T) {
 			if err := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}).Handshake(); err == nil {
 				t.Fatal("a TLS 1.0 handshake succeeded")
 			}
-			c.r.Reset(c.conn)
-			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			c.r.ReadString('\n') // go-smtp's 550, in the clear
-		}, []string{"listener=starttls", "the client offers only TLS 1.0; relay accepts TLS 1.2 and 1.3"}},
+			if rest := readAll(t, c.conn); len(rest) != 1 || rest[0] != "" {
+				t.Errorf("after the TLS alert the server sent %q; want it to close", rest)
+			}
+		}, []string{"listener=starttls", `error="tls: client offered only unsupported versions: [301]"`}},
 		{"plain text after STARTTLS", func(t *testing.T) {
 			c := dial(t, h.addr)
 			c.ehlo()
 			c.must("STARTTLS", 220, "")
 			c.send("MAIL FROM:<a@example.com>")
-			if code, lines := c.reply(); code != 550 {
-				t.Errorf("plain text after STARTTLS → %q; want go-smtp's 550", lines)
+			if code, lines := c.reply(); code != 554 || !strings.HasPrefix(lines[0], "554 5.7.0 ") {
+				t.Errorf("plain text after STARTTLS → %q; want 554 5.7.0", lines)
 			}
-		}, []string{"listener=starttls", "no TLS ClientHello after STARTTLS"}},
+			if rest := readAll(t, c.conn); len(rest) != 1 || rest[0] != "" {
+				t.Errorf("after the 554 the server sent %q; want it to close", rest)
+			}
+		}, []string{"listener=starttls", `error="tls: first record does not look like a TLS handshake"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -142,13 +142,6 @@ func (t *authThrottle) succeeded(addr netip.Addr) {
 	}
 }
 
-// tracked is the number of addresses remembered.
-func (t *authThrottle) tracked() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.lru.Len()
-}
-
 // errTooManyFailures: RFC 4954 §6, 454 4.7.0 temporary authentication
 // failure.
 var errTooManyFailures = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins from your address, try again later"}

@@ -102,8 +102,9 @@ func TestThrottleMemoryIsBounded(t *testing.T) {
 	th, clock := testThrottle(Limits{AuthClients: 100, AuthForget: time.Minute})
 	for i := 0; i < 10_000; i++ {
 		th.failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
-		if n := th.tracked(); n > 100 {
-			t.Fatalf("%d addresses remembered; want at most 100", n)
+		// One goroutine: the fields are read without th.mu.
+		if n, m := th.lru.Len(), len(th.entries); n > 100 || n != m {
+			t.Fatalf("%d addresses remembered in the LRU list and %d in the map; want the same, at most 100", n, m)
 		}
 	}
 	// The most recent ones are kept, the oldest forgotten.

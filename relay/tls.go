@@ -1,91 +1,32 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 )
 
-// tlsConfig is the server's TLS configuration for STARTTLS and for the
-// implicit-TLS listener. It notes on each connection that a ClientHello
-// arrived and which versions it offered, so that a failed STARTTLS
-// handshake, whose error go-smtp does not pass on, is logged with what is
-// known (tlsWatch).
-func tlsConfig(cert tls.Certificate) *tls.Config {
-	base := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	cfg := base.Clone()
-	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if dc, ok := hello.Conn.(*deadlineConn); ok {
-			dc.tls.hello(hello.SupportedVersions)
+// handshake runs the server side of a TLS handshake on c, a client's
+// socket, until deadline; a cancelled ctx (the server closes) interrupts
+// it. A failure is logged once, with the client's address, the listener
+// ("smtps" or "starttls") and crypto/tls's own error (a timeout as the
+// socket's "i/o timeout"), unless the server is closing. The socket's
+// deadlines are cleared after a handshake that succeeds.
+func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, deadline time.Time) (*tls.Conn, error) {
+	c.SetDeadline(deadline)
+	tc := tls.Server(c, s.tlsConfig)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.logTLSFailure(remoteAddr(c), listener, err)
 		}
-		return base, nil
+		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
-	return cfg
-}
-
-// tlsWatch follows the STARTTLS handshake of one connection. go-smtp
-// answers a failed one with "550 5.0.0 Handshake error" and keeps the
-// error to itself; tlsWatch sees that reply go out and logs the failure
-// once, with the client's address and what it knows of the cause.
-type tlsWatch struct {
-	mu       sync.Mutex
-	log      func(listener string, err error) // nil: not watched
-	sawHello bool
-	versions []uint16
-	logged   bool
-}
-
-// hello records a ClientHello.
-func (w *tlsWatch) hello(versions []uint16) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.sawHello, w.versions = true, slices.Clone(versions)
-}
-
-// goSMTPHandshakeError is how go-smtp answers a failed STARTTLS handshake.
-var goSMTPHandshakeError = []byte("550 5.0.0 Handshake error")
-
-// wrote looks at a reply written in the clear.
-func (w *tlsWatch) wrote(p []byte) {
-	if !bytes.HasPrefix(p, goSMTPHandshakeError) {
-		return
-	}
-	w.mu.Lock()
-	log := w.log
-	if log == nil || w.logged {
-		w.mu.Unlock()
-		return
-	}
-	w.logged = true
-	err := w.cause()
-	w.mu.Unlock()
-	log("starttls", err)
-}
-
-// cause says why a STARTTLS handshake failed, as far as relay can tell;
-// w.mu is held.
-func (w *tlsWatch) cause() error {
-	if !w.sawHello {
-		return errors.New("no TLS ClientHello after STARTTLS: the client sent something else or hung up")
-	}
-	for _, v := range w.versions {
-		if v >= tls.VersionTLS12 {
-			return errors.New("the handshake failed after the ClientHello: no cipher suite in common, or the client refused relay's certificate")
-		}
-	}
-	names := make([]string, len(w.versions))
-	for i, v := range w.versions {
-		names[i] = tls.VersionName(v)
-	}
-	return fmt.Errorf("the client offers only %s; relay accepts TLS 1.2 and 1.3", strings.Join(names, ", "))
+	c.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // logTLSFailure logs a failed TLS handshake of a client, once per
@@ -98,13 +39,12 @@ func (s *Server) logTLSFailure(client netip.Addr, listener string, err error) {
 // connection's handshake runs in a goroutine of its own, bounded by
 // read_timeout, so a slow or silent client never holds up the others; a
 // failed handshake is logged once with the client's address and the TLS
-// error, and its connection closed. go-smtp gets connections whose
-// handshake is done, as *tls.Conn, so that its sessions know they are
-// secure.
+// error, and its connection closed. go-smtp (the secure server) gets
+// connections whose handshake is done, with relay's gate over the
+// *tls.Conn, so that it reads plaintext through the gate.
 type tlsListener struct {
-	net.Listener // the limitListener: counts and deadlines first
+	net.Listener // the limitListener: counts first
 	s            *Server
-	config       *tls.Config
 	timeout      time.Duration
 
 	ctx    context.Context // ends with Close: pending handshakes stop
@@ -115,8 +55,8 @@ type tlsListener struct {
 	err    error
 }
 
-func newTLSListener(ln net.Listener, s *Server, config *tls.Config, timeout time.Duration) *tlsListener {
-	l := &tlsListener{Listener: ln, s: s, config: config, timeout: timeout, ready: make(chan net.Conn), failed: make(chan struct{})}
+func newTLSListener(ln net.Listener, s *Server) *tlsListener {
+	l := &tlsListener{Listener: ln, s: s, timeout: s.plain.ReadTimeout, ready: make(chan net.Conn), failed: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -144,23 +84,22 @@ func (l *tlsListener) acceptLoop() {
 }
 
 func (l *tlsListener) handshake(c net.Conn) {
-	tc := tls.Server(c, l.config)
-	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
+	tc, err := l.s.handshake(l.ctx, c, "smtps", time.Now().Add(l.timeout))
 	if err != nil {
-		if l.ctx.Err() == nil {
-			l.s.logTLSFailure(remoteAddr(c), "smtps", err)
-		}
-		tc.Close()
+		c.Close()
 		return
 	}
+	start := time.Now()
+	if cc, ok := c.(*countedConn); ok {
+		start = cc.accepted
+	}
+	dc := l.s.gate(tc, start)
 	select {
-	case l.ready <- tc:
+	case l.ready <- dc:
 	case <-l.ctx.Done():
-		tc.Close()
+		dc.Close()
 	case <-l.failed:
-		tc.Close()
+		dc.Close()
 	}
 }
 

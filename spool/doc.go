@@ -66,11 +66,19 @@
 //
 // "from" is "" for the null sender, "bounce" is true for a delivery status
 // notification, and a recipient's "state" is "pending", "delivered" or
-// "failed". A recipient's "reply" is the outcome of its last attempt: the
+// "failed". "body" and "smtputf8" keep what the client declared at MAIL:
+// BODY= ("7BIT" or "8BITMIME", RFC 6152) and the SMTPUTF8 parameter (true,
+// RFC 6531); each is left out when the client gave none. A recipient's "reply" is the outcome of its last attempt: the
 // upstream's reply code and enhanced status code (RFC 3463) when it
 // answered, and the text listings and bounces show. A zero "next_attempt"
 // is left out and means "now". Open refuses to start on a "version" it does
 // not know, rather than skip or quarantine mail written by a newer relay.
+//
+// Fields are only ever added within a version when leaving them out keeps
+// the old meaning ("body" and "smtputf8" were added to version 3 that way):
+// a reader ignores fields it does not know, so an older relay of the same
+// version reads a newer file, without them. A change that an older reader
+// would get wrong takes a new version.
 //
 // Version 2 of the format differs only in "reply", a string: the text
 // alone. Open reads it and takes the codes from the text (see Reply); an

@@ -32,6 +32,10 @@ type Envelope struct {
 	// BodyType is BODY= as the client declared it at MAIL: "", "7BIT" or
 	// "8BITMIME" (RFC 6152). Envelopes written before it existed load as "".
 	BodyType string
+	// UTF8 is whether the client gave the SMTPUTF8 parameter at MAIL (RFC
+	// 6531 §3.4): the message may have UTF-8 in its addresses and header
+	// fields. Envelopes written before it existed load as false.
+	UTF8 bool
 
 	Arrived     time.Time // when the message started to arrive; Commit fills a zero value
 	NextAttempt time.Time // when to try delivery next; zero: as soon as possible
@@ -135,6 +139,7 @@ type envelopeHead struct {
 	From        string          `json:"from"`
 	User        string          `json:"user,omitempty"`
 	BodyType    string          `json:"body,omitempty"`
+	UTF8        bool            `json:"smtputf8,omitempty"`
 	Recipients  []recipientFile `json:"recipients"`
 	Arrived     time.Time       `json:"arrived"`
 	NextAttempt time.Time       `json:"next_attempt,omitzero"`
@@ -158,7 +163,7 @@ type recipientFile struct {
 
 func headOf(e *Envelope) envelopeHead {
 	h := envelopeHead{
-		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User, BodyType: e.BodyType,
+		Version: FormatVersion, ID: e.ID, Profile: e.Profile, From: e.From, User: e.User, BodyType: e.BodyType, UTF8: e.UTF8,
 		Recipients: make([]recipientFile, len(e.Recipients)),
 		Arrived:    e.Arrived, NextAttempt: e.NextAttempt,
 		Attempts: e.Attempts, LastError: e.LastError, Bounce: e.Bounce,
@@ -256,7 +261,7 @@ func unmarshalEnvelope(id string, b []byte) (*Envelope, error) {
 		return nil, errors.New("envelope has no arrival time")
 	}
 	e := &Envelope{
-		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User, BodyType: f.BodyType,
+		ID: f.ID, Profile: f.Profile, From: f.From, User: f.User, BodyType: f.BodyType, UTF8: f.UTF8,
 		Recipients: make([]Recipient, len(f.Recipients)),
 		Arrived:    f.Arrived, NextAttempt: f.NextAttempt,
 		Attempts: f.Attempts, LastError: f.LastError, Size: f.Size, Bounce: f.Bounce,

@@ -81,6 +81,15 @@ func (c *Conn) mailCommand(msg *Message) (string, error) {
 		return "", &Error{Addr: c.sender.addr, Step: StepMail, Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
 			Message: "the message needs SMTPUTF8 (a non-ASCII address), which the upstream does not offer"}
 	}
+	if msg.BodyType == string(smtp.Body8BitMIME) && !c.ext.has("8BITMIME") {
+		// RFC 6152 §3: a message declared 8BITMIME must not go as it is
+		// to a server without 8BITMIME; relay does not convert it to 7 bits
+		// (as Postfix would), so it is refused for good: RFC 3463 X.6.3,
+		// conversion required but not supported. A message without BODY=
+		// is sent as it is (see below).
+		return "", &Error{Addr: c.sender.addr, Step: StepMail, Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 3},
+			Message: "the message is declared 8-bit (BODY=8BITMIME) and the upstream does not offer 8BITMIME; relay does not convert it to 7 bits"}
+	}
 	if limit := c.ext.sizeLimit(); limit > 0 && msg.Size > limit {
 		// RFC 1870 §6.1: a message the server declared too big is not sent.
 		return "", &Error{Addr: c.sender.addr, Step: StepMail, Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
@@ -91,11 +100,12 @@ func (c *Conn) mailCommand(msg *Message) (string, error) {
 		line += " SIZE=" + strconv.FormatInt(msg.Size, 10)
 	}
 	if msg.BodyType != "" && c.ext.has("8BITMIME") {
-		// A server without 8BITMIME gets the message as it is, as most
-		// MTAs do: relay does not downgrade content.
 		line += " BODY=" + msg.BodyType
 	}
-	if msg.UTF8 {
+	// Without 8BITMIME, a message declared 7BIT, or not declared at all
+	// (legacy clients send 8-bit text without BODY=), goes as it is, as
+	// most MTAs do: relay does not downgrade content.
+	if msg.UTF8 || msg.UTF8Declared && c.ext.has("SMTPUTF8") {
 		line += " SMTPUTF8"
 	}
 	return line, nil
@@ -104,7 +114,9 @@ func (c *Conn) mailCommand(msg *Message) (string, error) {
 // Mail starts a transaction (MAIL FROM) with msg's From, Size, UTF8 and
 // BodyType, after an RSET if an earlier one was left open. A message that
 // needs SMTPUTF8 cannot go to an upstream that does not offer it, now or
-// later: a permanent 553 5.6.7, and nothing is sent (see mailCommand).
+// later: a permanent 553 5.6.7; nor can a message declared BODY=8BITMIME
+// go to one without 8BITMIME: a permanent 554 5.6.3. Then nothing is sent
+// (see mailCommand).
 func (c *Conn) Mail(ctx context.Context, msg *Message) error {
 	if c.broken {
 		return c.unusable(StepMail)

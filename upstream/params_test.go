@@ -1,13 +1,16 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/relaymail/relay/internal/corpus"
 	"github.com/relaymail/relay/internal/testpeer"
 )
 
@@ -49,5 +52,68 @@ func TestBodyTypeAsDeclared(t *testing.T) {
 		if got := u.Messages()[i].Body; got != body {
 			t.Errorf("upstream got BODY=%q; want %q", got, body)
 		}
+	}
+}
+
+// TestEightBitMIMENotOffered: a message the client declared BODY=8BITMIME
+// cannot go as it is to an upstream that does not offer 8BITMIME (RFC 6152
+// §3), and relay does not convert it: a permanent 554 5.6.3 before MAIL
+// FROM. The same 8-bit message without BODY=, as legacy clients send it,
+// goes as it is, and so does one declared 7BIT. The upstream is Postfix's
+// smtp-sink -8, which does not announce 8BITMIME (go-smtp's server always
+// does).
+func TestEightBitMIMENotOffered(t *testing.T) {
+	sink := testpeer.StartSink(t, "-8")
+	d := &recordingDialer{}
+	s := newSender(t, sinkProfile(t, sink.Addr), Options{Dialer: d})
+	var raw *corpus.Message
+	for _, m := range corpus.All() {
+		if m.Name == "raw 8-bit body" {
+			raw = m
+		}
+	}
+	if raw == nil || raw.BodyType != "8BITMIME" {
+		t.Fatal("the corpus has no raw 8-bit message declared 8BITMIME")
+	}
+
+	_, err := s.Send(context.Background(), corpusMessage(raw))
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Temporary || ue.Step != StepMail || ue.Code != 554 || ue.EnhancedCode != (smtp.EnhancedCode{5, 6, 3}) {
+		t.Fatalf("Send(BODY=8BITMIME) = %v; want a permanent *Error 554 5.6.3 at MAIL FROM", err)
+	}
+	if r := ue.Reply(); r.Code != 554 || r.EnhancedCode != (smtp.EnhancedCode{5, 6, 3}) || !strings.Contains(r.Message, "8BITMIME") {
+		t.Errorf("Reply() = %d %v %q; want 554 5.6.3 naming 8BITMIME for a client waiting in direct mode", r.Code, r.EnhancedCode, r.Message)
+	}
+	if w := strings.Join(d.all(), ""); strings.Contains(w, "MAIL FROM") {
+		t.Errorf("the client sent MAIL FROM anyway: %q", clip(w))
+	}
+
+	legacy := corpusMessage(raw)
+	legacy.BodyType = ""
+	if _, err := s.Send(context.Background(), legacy); err != nil {
+		t.Fatalf("Send(8-bit without BODY=) = %v; want it sent as it is", err)
+	}
+	seven := message("b@example.com")
+	seven.BodyType = "7BIT"
+	if _, err := s.Send(context.Background(), seven); err != nil {
+		t.Fatalf("Send(BODY=7BIT) = %v", err)
+	}
+	w := strings.Join(d.all(), "")
+	if strings.Contains(w, "BODY=") {
+		t.Errorf("BODY= went to a server without 8BITMIME: %q", clip(w))
+	}
+	got := sink.Messages(t, 2, 20*time.Second)
+	if len(got) != 2 {
+		t.Fatalf("the sink got %d messages; want 2 (the undeclared 8-bit one and the 7BIT one)", len(got))
+	}
+	want := lf(corpus.Fold(raw.Want()))
+	var eight []byte // the sink's files may share a modification time: found by subject
+	for _, g := range got {
+		if subjectOf(g) == subjectOf(want) {
+			eight = g
+		}
+	}
+	if !bytes.Equal(eight, want) {
+		t.Errorf("the undeclared 8-bit message arrived changed or not at all (%d bytes, want %d, first difference at %d)", len(eight), len(want), firstDiff(eight, want))
 	}
 }

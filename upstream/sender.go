@@ -129,9 +129,15 @@ type Message struct {
 	To   []string // at least one
 	Body io.Reader
 	Size int64 // for SIZE=, if known
-	UTF8 bool  // the envelope needs SMTPUTF8
+	UTF8 bool  // the envelope needs SMTPUTF8: refused (553 5.6.7) by an upstream without it
+	// UTF8Declared is the client's SMTPUTF8 at MAIL when the addresses do
+	// not need it (RFC 6531 §3.4): sent when the upstream offers
+	// SMTPUTF8, else the message goes without it, as it did before relay
+	// kept the declaration, rather than bounce.
+	UTF8Declared bool
 	// BodyType is BODY= of MAIL FROM, sent only when the client declared it
-	// and the upstream offers 8BITMIME.
+	// and the upstream offers 8BITMIME. A message declared 8BITMIME is
+	// refused (554 5.6.3) by an upstream without 8BITMIME (RFC 6152 §3).
 	BodyType string // as the client declared at MAIL: "", "7BIT" or "8BITMIME" (RFC 6152)
 }
 
@@ -173,7 +179,9 @@ func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
 		return nil, err
 	}
 	if err := c.authenticate(ctx); err != nil {
-		c.close()
+		// RFC 5321 §4.1.1.10: QUIT before closing, unless the connection
+		// is already broken (Close knows).
+		c.Close()
 		var ue *Error
 		if !s.profile.IsOAuth2() || !errors.As(err, &ue) || ue.Step != StepAuth || ue.Code == 0 {
 			return nil, err
@@ -185,7 +193,7 @@ func (s *Sender) Dial(ctx context.Context) (*Conn, error) {
 			return nil, err
 		}
 		if err := c.authenticate(ctx); err != nil {
-			c.close()
+			c.Close()
 			return nil, err
 		}
 	}

@@ -128,9 +128,12 @@ func TestEmbeddedDefaultWithCurl(t *testing.T) {
 	if !strings.Contains(string(data), "Subject: curl test\n") || !strings.Contains(string(data), "hello from curl") {
 		t.Fatalf("message = %q", data)
 	}
-	if out := p.stdout.String(); !strings.Contains(out, "relay-data/maildir/new") || !strings.Contains(out, "relay.toml.example") {
-		t.Errorf("startup output does not say where mail goes and how to add a profile:\n%s", out)
-	}
+	// The startup lines may come after the "listening" line startBinary
+	// waits for.
+	testpeer.WaitFor(t, "the startup output to say where mail goes and how to add a profile", 10*time.Second, func() bool {
+		out := p.stdout.String()
+		return strings.Contains(out, "relay-data/maildir/new") && strings.Contains(out, "relay.toml.example")
+	})
 }
 
 const pythonClient = `

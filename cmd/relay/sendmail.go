@@ -5,20 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/sendmail"
 )
 
-// systemConfig is where the systemd unit (dist/relay.service) reads its
-// configuration. relay sendmail looks there after ./relay.toml, so that
-// /usr/sbin/sendmail → relay finds the service from any directory. A
+// systemConfig is where the service reads its configuration: the systemd
+// unit's /etc/relay/relay.toml, or on Windows %ProgramData%\relay\relay.toml
+// (systemConfigPath). relay sendmail looks there after ./relay.toml, so
+// that /usr/sbin/sendmail → relay finds the service from any directory. A
 // variable for tests.
-var systemConfig = "/etc/relay/relay.toml"
+var systemConfig = systemConfigPath(runtime.GOOS, programData())
 
 // isSendmailName reports whether relay runs under sendmail's name, as a
 // symlink /usr/sbin/sendmail → relay.
@@ -47,8 +48,8 @@ Submits the message on stdin to the running relay over SMTP.
   -i, -oi        a line with a lone "." does not end the message
   -v             say what relay answered
   -config FILE   relay's configuration, for server.listen (also -C); default
-                 $RELAY_CONFIG, else ./relay.toml, else /etc/relay/relay.toml,
-                 else 127.0.0.1:2525
+                 $RELAY_CONFIG, else ./relay.toml, else /etc/relay/relay.toml
+                 (Windows: %ProgramData%\relay\relay.toml), else 127.0.0.1:2525
   -smtp ADDR     relay's SMTP address (host:port) instead of server.listen
 Accepted and ignored: -B -G -L -N -O -R -U -V -X -bm -c -e -h -m -n -o* -p -x.
 Exit status: 0 sent, 64 bad flags, 65 no recipients, 75 relay not running or
@@ -209,8 +210,8 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // sendmailTarget finds relay's SMTP address: -smtp, else server.listen
 // from the configuration serve would read (-config, $RELAY_CONFIG,
-// ./relay.toml), else from /etc/relay/relay.toml, else the embedded
-// default's. It says where the address came from.
+// ./relay.toml), else from the service's (systemConfig), else the
+// embedded default's. It says where the address came from.
 func sendmailTarget(o *sendmailOptions) (addr, source string, err error) {
 	if o.smtpAddr != "" {
 		return o.smtpAddr, "-smtp", nil
@@ -239,21 +240,9 @@ func sendmailTarget(o *sendmailOptions) (addr, source string, err error) {
 		}
 		source = "server.listen in " + path
 	}
-	return dialAddr(listen), source, nil
-}
-
-// dialAddr turns a listen address into one to connect to: a wildcard
-// host becomes the loopback address.
-func dialAddr(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+	addr, err = config.DialAddr(listen)
 	if err != nil {
-		return listen
+		return "", "", fmt.Errorf("%s: %w (or pass -smtp HOST:PORT)", source, err)
 	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port)
+	return addr, source, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -56,20 +57,6 @@ func TestParseSendmailArgs(t *testing.T) {
 	for _, args := range [][]string{{"-Z"}, {"-bs"}, {"-bp"}, {"-q"}, {"-f"}, {"-t", "-F"}, {"-config"}, {"-I"}} {
 		if _, err := parseSendmailArgs(args); err == nil {
 			t.Errorf("parseSendmailArgs(%q) = nil error; want one", args)
-		}
-	}
-}
-
-func TestDialAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:2525": "127.0.0.1:2525",
-		":2525":          "127.0.0.1:2525",
-		"0.0.0.0:25":     "127.0.0.1:25",
-		"[::]:2525":      "[::1]:2525",
-		"[::1]:2525":     "[::1]:2525",
-	} {
-		if got := dialAddr(in); got != want {
-			t.Errorf("dialAddr(%q) = %q; want %q", in, got, want)
 		}
 	}
 }
@@ -348,6 +335,25 @@ func TestSendmailFindsRelay(t *testing.T) {
 	}
 }
 
+// TestSystemConfigPath: relay sendmail's last file is the one each
+// system's service reads: the systemd unit's -config, and on Windows the
+// relay.toml of relay service install's layout under %ProgramData%.
+func TestSystemConfigPath(t *testing.T) {
+	unit := strings.Join(unitSettings(t, "../../dist/relay.service")["Service.ExecStart"], "\n")
+	if got := systemConfigPath("linux", ""); !strings.HasSuffix(unit, " -config "+got) {
+		t.Errorf(`systemConfigPath("linux") = %q; dist/relay.service runs %q`, got, unit)
+	}
+	for _, pd := range []string{`C:\ProgramData`, `D:\Data\`} {
+		got, want := systemConfigPath("windows", pd), layoutUnder(pd).config
+		if got != want || !strings.HasSuffix(got, `\relay\relay.toml`) {
+			t.Errorf("systemConfigPath(windows, %q) = %q; want the service's %q", pd, got, want)
+		}
+	}
+	if want := systemConfigPath(runtime.GOOS, programData()); systemConfig != want {
+		t.Errorf("systemConfig = %q; want %q", systemConfig, want)
+	}
+}
+
 // TestSendmailTarget: the order in which relay sendmail looks for relay's
 // address, down to /etc/relay/relay.toml and the embedded default.
 func TestSendmailTarget(t *testing.T) {
@@ -382,4 +388,9 @@ func TestSendmailTarget(t *testing.T) {
 	// A file without [server] listen means the default port.
 	os.WriteFile(flag, []byte("[[profiles]]\nname = \"x\"\n"), 0o644)
 	check(&sendmailOptions{config: flag}, "127.0.0.1:2525", "server.listen in "+flag)
+	// A listen that is not host:port is the file's fault, said with its name.
+	bad := write("bad.toml", "2525")
+	if addr, _, err := sendmailTarget(&sendmailOptions{config: bad}); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "host:port") {
+		t.Errorf("listen = \"2525\": sendmailTarget = %q, %v; want an error naming %s and host:port", addr, err, bad)
+	}
 }

@@ -75,6 +75,17 @@ func layoutUnder(programData string) windowsLayout {
 	return windowsLayout{root: root, config: root + `\relay.toml`, data: root + `\data`, logs: root + `\logs`}
 }
 
+// systemConfigPath is where relay's service reads its configuration on
+// goos: /etc/relay/relay.toml for the systemd unit (dist/relay.service), and
+// the Windows service's relay.toml under programData (layoutUnder), the
+// default of relay service install -config.
+func systemConfigPath(goos, programData string) string {
+	if goos == "windows" {
+		return layoutUnder(programData).config
+	}
+	return "/etc/relay/relay.toml"
+}
+
 // defaultConfig is the relay.toml that relay service install writes when
 // there is none: as dist/relay.toml for systemd, mail from this machine
 // goes into a Maildir in the data directory until the admin adds a real

@@ -44,7 +44,10 @@ const (
 )
 
 // programDataLayout is the layout under %ProgramData%.
-func programDataLayout() windowsLayout {
+func programDataLayout() windowsLayout { return layoutUnder(programData()) }
+
+// programData is %ProgramData%, usually C:\ProgramData.
+func programData() string {
 	dir, err := windows.KnownFolderPath(windows.FOLDERID_ProgramData, 0)
 	if err != nil || dir == "" {
 		dir = os.Getenv("ProgramData")
@@ -52,7 +55,7 @@ func programDataLayout() windowsLayout {
 	if dir == "" {
 		dir = `C:\ProgramData`
 	}
-	return layoutUnder(dir)
+	return dir
 }
 
 func serviceCommand(sub string, args []string, stdout, stderr io.Writer) int {

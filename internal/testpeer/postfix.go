@@ -113,6 +113,13 @@ type Postfix struct {
 // skipped with a message otherwise. Postfix stops when the test ends.
 func StartPostfix(t testing.TB, relayhost string) *Postfix {
 	t.Helper()
+	skipWithoutPostfix(t)
+	return startPostfix(t, relayhost, worldDir(t, "postfix"), nil)
+}
+
+// skipWithoutPostfix skips the test where a private Postfix cannot run.
+func skipWithoutPostfix(t testing.TB) {
+	t.Helper()
 	if _, err := exec.LookPath("postfix"); err != nil {
 		t.Skip("Postfix is not installed (Debian: apt-get install postfix)")
 	}
@@ -122,7 +129,12 @@ func StartPostfix(t testing.TB, relayhost string) *Postfix {
 	if _, err := os.Stat("/etc/postfix/master.cf"); err != nil {
 		t.Skip("Postfix has no /etc/postfix/master.cf")
 	}
-	dir := worldDir(t, "postfix")
+}
+
+// startPostfix starts a private Postfix in dir (made by worldDir) that
+// relays to relayhost; params replace or add main.cf parameters.
+func startPostfix(t testing.TB, relayhost, dir string, params map[string]string) *Postfix {
+	t.Helper()
 	addr := FreeAddr(t)
 	for _, d := range []string{"etc", "spool", "data"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -165,7 +177,7 @@ smtpd_recipient_restrictions = permit_mynetworks, reject
 		}
 	}
 	write("master.cf", mc.String())
-	write("main.cf", mainCF)
+	write("main.cf", withParams(mainCF, params))
 	if out, err := exec.Command("chown", "postfix:postfix", filepath.Join(dir, "data")).CombinedOutput(); err != nil {
 		t.Skipf("chown postfix: %v: %s", err, out)
 	}
@@ -193,6 +205,32 @@ smtpd_recipient_restrictions = permit_mynetworks, reject
 	})
 	waitListening(t, addr, nil)
 	return p
+}
+
+// withParams is main.cf with params replacing the parameters it sets and
+// the others added at its end, in name order.
+func withParams(mainCF string, params map[string]string) string {
+	left := map[string]string{}
+	for k, v := range params {
+		left[k] = v
+	}
+	lines := strings.Split(strings.TrimSuffix(mainCF, "\n"), "\n")
+	for i, line := range lines {
+		name, _, _ := strings.Cut(line, " = ")
+		if v, ok := left[name]; ok {
+			lines[i] = name + " = " + v
+			delete(left, name)
+		}
+	}
+	names := make([]string, 0, len(left))
+	for k := range left {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		lines = append(lines, k+" = "+left[k])
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // Log returns what Postfix logged so far.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -158,5 +159,25 @@ func TestLineGateEndsMessagesAsGoSMTP(t *testing.T) {
 				t.Fatalf("reads of %d: handed on %d octets (differing at %d), then %v; want the message and a startTLSCommand", n, len(out), firstDiffString(string(out), "DATA\r\n"+body), err)
 			}
 		}
+	}
+}
+
+// TestGoSMTPNeverMakesTLS: should a STARTTLS ever get past the gate to
+// go-smtp, go-smtp's handshake fails: its TLS would lie above the gate.
+// go-smtp still offers STARTTLS, which relay answers.
+func TestGoSMTPNeverMakesTLS(t *testing.T) {
+	cfg, _ := smtpsConfig(t, "")
+	h := startHarness(t, cfg, Options{})
+	if h.srv.plain.TLSConfig == nil {
+		t.Fatal("go-smtp has no TLSConfig: it would not offer STARTTLS")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	a.SetDeadline(time.Now().Add(10 * time.Second))
+	b.SetDeadline(time.Now().Add(10 * time.Second))
+	go tls.Client(b, &tls.Config{RootCAs: testpeer.TestPKI(t).CAPool, ServerName: "localhost"}).Handshake()
+	if err := tls.Server(a, h.srv.plain.TLSConfig).Handshake(); err == nil {
+		t.Fatal("a handshake with go-smtp's TLSConfig succeeded; want it to fail")
 	}
 }

@@ -181,3 +181,77 @@ func TestGoSMTPNeverMakesTLS(t *testing.T) {
 		t.Fatal("a handshake with go-smtp's TLSConfig succeeded; want it to fail")
 	}
 }
+
+// goSMTPDataEnd is go-smtp's dataReader (data.go, v0.25) transcribed: the
+// length of the message up to and including the line that ends it, or -1.
+func goSMTPDataEnd(msg []byte) int {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+	)
+	state := stateBeginLine
+	for i, c := range msg {
+		switch state {
+		case stateBeginLine:
+			switch c {
+			case '.':
+				state = stateDot
+			case '\r':
+				state = stateCR
+			default:
+				state = stateData
+			}
+		case stateDot:
+			state = stateData
+			if c == '\r' {
+				state = stateDotCR
+			}
+		case stateDotCR:
+			if c == '\n' {
+				return i + 1
+			}
+			state = stateData
+		case stateCR:
+			state = stateData
+			if c == '\n' {
+				state = stateBeginLine
+			}
+		case stateData:
+			if c == '\r' {
+				state = stateCR
+			}
+		}
+	}
+	return -1
+}
+
+// TestDataEndAgreesWithGoSMTP: the gate's dataEnd finds the end of every
+// message where go-smtp's reader does, however the message is cut into
+// pieces.
+func TestDataEndAgreesWithGoSMTP(t *testing.T) {
+	const alphabet = ".\r\na"
+	msg := make([]byte, 10)
+	for n := range 1 << 20 { // every string of 10 octets over the alphabet
+		k := n
+		for i := range msg {
+			msg[i] = alphabet[k%len(alphabet)]
+			k /= len(alphabet)
+		}
+		want := goSMTPDataEnd(msg)
+		for _, cut := range []int{1, 3, len(msg)} {
+			g := &lineGate{}
+			got := -1
+			for at := 0; at < len(msg) && got < 0; at += cut {
+				if end := g.dataEnd(msg[at:min(at+cut, len(msg))]); end >= 0 {
+					got = at + end
+				}
+			}
+			if got != want {
+				t.Fatalf("%q in pieces of %d: dataEnd says %d; go-smtp %d", msg, cut, got, want)
+			}
+		}
+	}
+}

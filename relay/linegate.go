@@ -34,7 +34,10 @@ const (
 //   - the chunk of a "BDAT n" command as it is, n octets (RFC 3030 §2);
 //   - after a 354, the message in complete lines, any length: go-smtp's
 //     max_message_bytes is the only bound (RFC 2920 §3.1: a client sends
-//     no message before the 354);
+//     no message before the 354), up to the line "." that ends it, as
+//     go-smtp sees it (dataEnd); the commands pipelined behind it are
+//     vetted as commands;
+//   - after a 334, the SASL response line as it is: not a command;
 //   - never a STARTTLS command line, when the server has a certificate:
 //     read returns it as a startTLSCommand, and the connection runs
 //     STARTTLS itself (starttls.go).
@@ -53,6 +56,9 @@ type lineGate struct {
 	mode   int
 	err    error // the read error that ends the input, or ErrTooLongLine
 	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
+	sasl   bool  // after a 334: the next line is a SASL response, not a command
+	dot    int   // go-smtp's end-of-data state after buf[:r+ready] (dataEnd)
+	ends   bool  // the message ends with the ready octets: commands follow
 }
 
 func newLineGate() *lineGate {
@@ -105,7 +111,9 @@ func (g *lineGate) handOn(p []byte) int {
 		}
 	case g.mode == gateData:
 		n = copy(p, g.buf[g.r:g.r+g.completeData()])
-		g.ready -= n
+		if g.ready -= n; g.ready == 0 && g.ends {
+			g.mode, g.ends = gateCommands, false
+		}
 	}
 	g.r += n
 	return n
@@ -126,7 +134,60 @@ func (g *lineGate) completeData() int {
 	} else {
 		g.seen = g.w
 	}
+	if g.ready > 0 {
+		if end := g.dataEnd(g.buf[g.r : g.r+g.ready]); end >= 0 {
+			g.ready, g.ends = end, true
+		}
+	}
 	return g.ready
+}
+
+// States of go-smtp's reading of a DATA message (its dataReader, after
+// net/textproto's dotReader), which dataEnd follows.
+const (
+	dotBeginLine = iota // at the beginning of a line: the message's first octet, or after CRLF
+	dotDot              // "." at the beginning of a line
+	dotDotCR            // ".\r" at the beginning of a line
+	dotCR               // "\r"
+	dotData             // within a line
+)
+
+// dataEnd follows go-smtp's end-of-data state machine over p, the next
+// octets of the message, and returns the length of p up to and including
+// the line "." that ends the message (RFC 5321 §4.1.1.4), or -1. It must
+// agree with go-smtp octet for octet: what follows the end is commands,
+// for the gate to vet (a STARTTLS pipelined behind the message is
+// relay's), and "\r\r\n.\r\n" does not end a message to go-smtp.
+func (g *lineGate) dataEnd(p []byte) int {
+	for i := 0; i < len(p); {
+		if g.dot == dotData {
+			j := bytes.IndexByte(p[i:], '\r')
+			if j < 0 {
+				return -1
+			}
+			i += j + 1
+			g.dot = dotCR
+			continue
+		}
+		c := p[i]
+		i++
+		switch {
+		case g.dot == dotBeginLine && c == '.':
+			g.dot = dotDot
+		case g.dot == dotBeginLine && c == '\r':
+			g.dot = dotCR
+		case g.dot == dotDot && c == '\r':
+			g.dot = dotDotCR
+		case g.dot == dotDotCR && c == '\n':
+			g.dot = dotBeginLine
+			return i
+		case g.dot == dotCR && c == '\n':
+			g.dot = dotBeginLine
+		default:
+			g.dot = dotData
+		}
+	}
+	return -1
 }
 
 // check looks for the next complete command line and vets it.
@@ -147,11 +208,16 @@ func (g *lineGate) check() error {
 		g.err = smtp.ErrTooLongLine
 		return g.err
 	}
+	g.line = len(line)
+	if g.sasl {
+		// A SASL response: neither a STARTTLS nor a BDAT chunk to go-smtp.
+		g.sasl = false
+		return nil
+	}
 	if cmd, ok := parseStartTLS(line); g.tlsCmd && ok {
-		g.r += len(line)
+		g.r, g.line = g.r+len(line), 0
 		return cmd
 	}
-	g.line = len(line)
 	g.next = bdatChunk(line)
 	return nil
 }
@@ -213,8 +279,11 @@ func (g *lineGate) fill(src func([]byte) (int, error)) {
 func (g *lineGate) replied(p []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")) {
-		g.mode = gateData
+	switch {
+	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
+		g.mode, g.dot, g.ready, g.ends = gateData, dotBeginLine, 0, false
+	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("334 ")):
+		g.sasl = true // RFC 4954 §4: the client answers with one line
 	}
 }
 
@@ -225,6 +294,6 @@ func (g *lineGate) nextCommand() {
 	defer g.mu.Unlock()
 	if g.mode == gateData {
 		g.mode = gateCommands
-		g.ready = 0
+		g.ready, g.ends = 0, false
 	}
 }

@@ -39,6 +39,7 @@ const (
 //     go-smtp then gets only ".\r\n", the end of a message, so that its
 //     own octet-by-octet reader ends at once. If the session did not read
 //     the message to its end, the gate skips the rest first;
+//   - after a 334, the SASL response line as it is: not a command;
 //   - never a STARTTLS command line, when the server has a certificate:
 //     read returns it as a startTLSCommand, and the connection runs
 //     STARTTLS itself (starttls.go).
@@ -55,6 +56,7 @@ type lineGate struct {
 	mode   int
 	err    error // the read error that ends the input, or ErrTooLongLine
 	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
+	sasl   bool  // after a 334: the next line is a SASL response, not a command
 
 	msg     unstuffer // gateData: where the message is
 	claimed bool      // gateData: the session reads the message (readMessage)
@@ -206,11 +208,16 @@ func (g *lineGate) check() error {
 		g.err = smtp.ErrTooLongLine
 		return g.err
 	}
+	g.line = len(line)
+	if g.sasl {
+		// A SASL response: neither a STARTTLS nor a BDAT chunk to go-smtp.
+		g.sasl = false
+		return nil
+	}
 	if cmd, ok := parseStartTLS(line); g.tlsCmd && ok {
-		g.r += len(line)
+		g.r, g.line = g.r+len(line), 0
 		return cmd
 	}
-	g.line = len(line)
 	g.next = bdatChunk(line)
 	return nil
 }
@@ -271,9 +278,12 @@ func (g *lineGate) fill(src func([]byte) (int, error)) {
 func (g *lineGate) replied(p []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")) {
+	switch {
+	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
 		g.mode = gateData
 		g.msg, g.claimed, g.endLeft = unstuffer{}, false, len(endOfData)
+	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("334 ")):
+		g.sasl = true // RFC 4954 §4: the client answers with one line
 	}
 }
 

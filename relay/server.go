@@ -117,8 +117,14 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.plain, s.secure = s.newSMTPServer(sc), s.newSMTPServer(sc)
 	// go-smtp offers STARTTLS when its TLSConfig is set; relay's gate
-	// takes the command before go-smtp sees it (starttls.go).
-	s.plain.TLSConfig = s.tlsConfig
+	// takes the command before go-smtp sees it (starttls.go). Should a
+	// STARTTLS ever reach go-smtp, its handshake fails (550): go-smtp's
+	// TLS would lie above the gate, which would see only ciphertext.
+	if s.tlsConfig != nil {
+		s.plain.TLSConfig = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return nil, errors.New("relay: go-smtp's own STARTTLS is never to run")
+		}}
+	}
 	s.handoff = newConnQueue()
 	return s, nil
 }

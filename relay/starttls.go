@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 )
@@ -37,15 +39,27 @@ type startTLSCommand struct {
 
 func (startTLSCommand) Error() string { return "STARTTLS command line" }
 
-// parseStartTLS recognises a STARTTLS command line, the way go-smtp does:
-// by its first 8 octets, in any case. Spaces before the line break are
+// parseStartTLS recognises a STARTTLS command line, the way go-smtp's
+// parseCmd does: the line upper-cased (strings.ToUpper) begins with
+// STARTTLS, so "ſ" (U+017F, whose upper case is S) counts as an S. Every
+// line go-smtp would take for STARTTLS must be relay's: go-smtp's own
+// STARTTLS would run TLS above the gate. Spaces before the line break are
 // tolerated.
 func parseStartTLS(line []byte) (startTLSCommand, bool) {
 	const verb = "STARTTLS"
-	if len(line) < len(verb) || !bytes.EqualFold(line[:len(verb)], []byte(verb)) {
+	if len(line) < len(verb) || line[0] < utf8.RuneSelf && line[0]|0x20 != 's' {
+		return startTLSCommand{}, false // the common case, without a copy
+	}
+	head := line[:min(len(line), len(verb)*utf8.UTFMax)]
+	if !strings.HasPrefix(strings.ToUpper(string(head)), verb) {
 		return startTLSCommand{}, false
 	}
-	return startTLSCommand{params: len(bytes.TrimRight(line[len(verb):], " \t\r\n")) > 0}, true
+	var end int // the end of the verb's 8 runes in line
+	for range len(verb) {
+		_, size := utf8.DecodeRune(line[end:])
+		end += size
+	}
+	return startTLSCommand{params: len(bytes.TrimRight(line[end:], " \t\r\n")) > 0}, true
 }
 
 // Replies of relay's STARTTLS.

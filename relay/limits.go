@@ -110,9 +110,10 @@ type deadlineConn struct {
 	handedOff    atomic.Bool // STARTTLS moved the socket to a new deadlineConn (starttls.go)
 	skipGreeting atomic.Bool // after STARTTLS: go-smtp's greeting is not sent (starttls.go)
 
-	gate    *lineGate  // line limits (linegate.go)
-	replies replyWatch // refusals go-smtp answers itself, for their log line (refusal.go)
-	srv     *Server    // runs STARTTLS, when it has a certificate (starttls.go); nil in unit tests
+	gate    *lineGate   // line limits (linegate.go)
+	out     replyBuffer // go-smtp's writes, until relay next reads (replybuf.go)
+	replies replyWatch  // refusals go-smtp answers itself, for their log line (refusal.go)
+	srv     *Server     // runs STARTTLS, when it has a certificate (starttls.go); nil in unit tests
 }
 
 // newDeadlineConn wraps a client connection; sessionStart is when the
@@ -195,8 +196,12 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	}
 }
 
-// readClient reads from the client, extending a message's deadline.
+// readClient reads from the client, extending a message's deadline. The
+// replies written so far go out first: the client may wait for them.
 func (c *deadlineConn) readClient(p []byte) (int, error) {
+	if err := c.out.flush(c.writeClient); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	if err == io.EOF {
 		c.eof.Store(true)
@@ -213,6 +218,8 @@ func (c *deadlineConn) readClient(p []byte) (int, error) {
 	return n, err
 }
 
+// Write takes go-smtp's writes, a reply line each, into the reply
+// buffer, which readClient and Close flush (replybuf.go).
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	if c.handedOff.Load() {
 		return 0, net.ErrClosed // the socket speaks TLS now, for another session
@@ -222,6 +229,11 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	}
 	c.gate.replied(p)
 	c.replies.wrote(p)
+	return c.out.write(p, c.writeClient)
+}
+
+// writeClient writes to the client.
+func (c *deadlineConn) writeClient(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil && isTimeout(err) {
 		c.expire()
@@ -249,8 +261,9 @@ func (c *deadlineConn) setTx(in bool) {
 	c.inTx = in
 }
 
-// Close closes the connection and tells the server it is gone. After
-// STARTTLS it leaves the socket, which the new deadlineConn closes.
+// Close sends the replies still buffered (a 221, a 421), closes the
+// connection and tells the server it is gone. After STARTTLS it leaves the
+// socket, which the new deadlineConn closes.
 func (c *deadlineConn) Close() error {
 	if c.onClose != nil {
 		c.onClose()
@@ -258,7 +271,11 @@ func (c *deadlineConn) Close() error {
 	if c.handedOff.Load() {
 		return nil
 	}
-	return c.Conn.Close()
+	ferr := c.out.flushOnClose(c.writeClient)
+	if err := c.Conn.Close(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // expire makes every later read fail with a timeout.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 	"sync"
 
@@ -19,7 +20,7 @@ const gateBuffer = 32 << 10
 // Modes of a lineGate.
 const (
 	gateCommands = iota // hand on complete command lines only
-	gateData            // a DATA message: complete lines, bounded only by max_message_bytes
+	gateData            // a DATA message: read by relay (datareader.go); go-smtp gets its end only
 )
 
 // lineGate is relay's own reading of a client connection, in place of
@@ -32,11 +33,12 @@ const (
 //     hang-up is dropped, never executed: go-smtp sees only the error and
 //     answers 421 (or nothing, after a hang-up);
 //   - the chunk of a "BDAT n" command as it is, n octets (RFC 3030 §2);
-//   - after a 354, the message in complete lines, any length: go-smtp's
-//     max_message_bytes is the only bound (RFC 2920 §3.1: a client sends
-//     no message before the 354), up to the line "." that ends it, as
-//     go-smtp sees it (dataEnd); the commands pipelined behind it are
-//     vetted as commands;
+//   - after a 354, the message is relay's: the session reads it with
+//     readMessage (datareader.go), bounded only by max_message_bytes
+//     (RFC 2920 §3.1: a client sends no message before the 354), and
+//     go-smtp then gets only ".\r\n", the end of a message, so that its
+//     own octet-by-octet reader ends at once. If the session did not read
+//     the message to its end, the gate skips the rest first;
 //   - after a 334, the SASL response line as it is: not a command;
 //   - never a STARTTLS command line, when the server has a certificate:
 //     read returns it as a startTLSCommand, and the connection runs
@@ -49,17 +51,20 @@ type lineGate struct {
 	buf    []byte // buf[r:w] is read from the client, not yet handed on
 	r, w   int
 	line   int   // octets of a checked complete line still to hand on
-	ready  int   // octets of a message that may be handed on
-	seen   int   // buf[r:seen] holds no line break: no need to look again
 	next   int64 // octets of a BDAT chunk that follow that line
 	raw    int64 // octets of a BDAT chunk still to hand on as they are
 	mode   int
 	err    error // the read error that ends the input, or ErrTooLongLine
 	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
 	sasl   bool  // after a 334: the next line is a SASL response, not a command
-	dot    int   // go-smtp's end-of-data state after buf[:r+ready] (dataEnd)
-	ends   bool  // the message ends with the ready octets: commands follow
+
+	msg     unstuffer // gateData: where the message is
+	claimed bool      // gateData: the session reads the message (readMessage)
+	endLeft int       // gateData: octets of endOfData still to hand go-smtp
 }
+
+// endOfData is all go-smtp reads of a DATA message.
+const endOfData = ".\r\n"
 
 func newLineGate() *lineGate {
 	return &lineGate{buf: make([]byte, gateBuffer)}
@@ -71,6 +76,9 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 	defer g.mu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if g.mode == gateData {
+		return g.endData(p, src)
 	}
 	for {
 		if n := g.handOn(p); n > 0 {
@@ -85,12 +93,12 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 		if err := g.check(); err != nil {
 			return 0, err
 		}
-		if g.line > 0 || g.mode == gateData && g.completeData() > 0 {
+		if g.line > 0 {
 			continue
 		}
 		if g.err != nil {
 			// What is left is an incomplete line: dropped, never executed.
-			g.r, g.w, g.seen = 0, 0, 0
+			g.r, g.w = 0, 0
 			return 0, g.err
 		}
 		g.fill(src)
@@ -109,85 +117,77 @@ func (g *lineGate) handOn(p []byte) int {
 		if g.line -= n; g.line == 0 {
 			g.raw, g.next = g.next, 0
 		}
-	case g.mode == gateData:
-		n = copy(p, g.buf[g.r:g.r+g.completeData()])
-		if g.ready -= n; g.ready == 0 && g.ends {
-			g.mode, g.ends = gateCommands, false
-		}
 	}
 	g.r += n
 	return n
 }
 
-// completeData is how much of the buffer a message may hand on: up to
-// the end of its last complete line, or all of a full buffer (a line
-// longer than the buffer goes in pieces).
-func (g *lineGate) completeData() int {
-	if g.ready > 0 {
-		return g.ready
+// readMessage gives the session the message of a DATA command, a run of
+// octets at a time, unstuffed (unstuffer); io.EOF once its end was read.
+// An error of the client's side ends it, a hang-up as
+// io.ErrUnexpectedEOF.
+func (g *lineGate) readMessage(p []byte, src func([]byte) (int, error)) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(p) == 0 {
+		return 0, nil
 	}
-	from := max(g.r, min(g.seen, g.w))
-	if i := bytes.LastIndexByte(g.buf[from:g.w], '\n'); i >= 0 {
-		g.ready = from + i + 1 - g.r
-	} else if g.r == 0 && g.w == len(g.buf) {
-		g.ready = g.w
-	} else {
-		g.seen = g.w
-	}
-	if g.ready > 0 {
-		if end := g.dataEnd(g.buf[g.r : g.r+g.ready]); end >= 0 {
-			g.ready, g.ends = end, true
+	for {
+		if g.msg.ended() {
+			return 0, io.EOF
 		}
-	}
-	return g.ready
-}
-
-// States of go-smtp's reading of a DATA message (its dataReader, after
-// net/textproto's dotReader), which dataEnd follows.
-const (
-	dotBeginLine = iota // at the beginning of a line: the message's first octet, or after CRLF
-	dotDot              // "." at the beginning of a line
-	dotDotCR            // ".\r" at the beginning of a line
-	dotCR               // "\r"
-	dotData             // within a line
-)
-
-// dataEnd follows go-smtp's end-of-data state machine over p, the next
-// octets of the message, and returns the length of p up to and including
-// the line "." that ends the message (RFC 5321 §4.1.1.4), or -1. It must
-// agree with go-smtp octet for octet: what follows the end is commands,
-// for the gate to vet (a STARTTLS pipelined behind the message is
-// relay's), and "\r\r\n.\r\n" does not end a message to go-smtp.
-func (g *lineGate) dataEnd(p []byte) int {
-	for i := 0; i < len(p); {
-		if g.dot == dotData {
-			j := bytes.IndexByte(p[i:], '\r')
-			if j < 0 {
-				return -1
+		if g.mode != gateData {
+			return 0, errOutsideMessage
+		}
+		if g.r < g.w {
+			nin, nout := g.msg.unstuff(g.buf[g.r:g.w], p, false)
+			g.r += nin
+			if nout > 0 {
+				return nout, nil
 			}
-			i += j + 1
-			g.dot = dotCR
 			continue
 		}
-		c := p[i]
-		i++
-		switch {
-		case g.dot == dotBeginLine && c == '.':
-			g.dot = dotDot
-		case g.dot == dotBeginLine && c == '\r':
-			g.dot = dotCR
-		case g.dot == dotDot && c == '\r':
-			g.dot = dotDotCR
-		case g.dot == dotDotCR && c == '\n':
-			g.dot = dotBeginLine
-			return i
-		case g.dot == dotCR && c == '\n':
-			g.dot = dotBeginLine
-		default:
-			g.dot = dotData
+		if g.err == io.EOF {
+			return 0, io.ErrUnexpectedEOF
+		} else if g.err != nil {
+			return 0, g.err
 		}
+		g.fill(src)
 	}
-	return -1
+}
+
+// endData is go-smtp's read of a DATA message: the rest of the message,
+// if the session left some unread, is skipped, and go-smtp gets only
+// endOfData. Then the gate reads commands again.
+func (g *lineGate) endData(p []byte, src func([]byte) (int, error)) (int, error) {
+	for !g.msg.ended() {
+		if g.r < g.w {
+			nin, _ := g.msg.unstuff(g.buf[g.r:g.w], nil, true)
+			g.r += nin
+			continue
+		}
+		if g.err != nil {
+			return 0, g.err // go-smtp's reader makes io.EOF io.ErrUnexpectedEOF
+		}
+		g.fill(src)
+	}
+	n := copy(p, endOfData[len(endOfData)-g.endLeft:])
+	if g.endLeft -= n; g.endLeft == 0 {
+		g.mode = gateCommands
+	}
+	return n, nil
+}
+
+// claimMessage reports whether the session may read the message go-smtp
+// has just answered DATA for with 354 (readMessage): once per message.
+func (g *lineGate) claimMessage() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mode != gateData || g.claimed {
+		return false
+	}
+	g.claimed = true
+	return true
 }
 
 // check looks for the next complete command line and vets it.
@@ -261,7 +261,6 @@ func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, er
 func (g *lineGate) fill(src func([]byte) (int, error)) {
 	if g.r > 0 {
 		g.w = copy(g.buf, g.buf[g.r:g.w])
-		g.seen = max(g.seen-g.r, 0)
 		g.r = 0
 	}
 	n, err := src(g.buf[g.w:])
@@ -281,7 +280,8 @@ func (g *lineGate) replied(p []byte) {
 	defer g.mu.Unlock()
 	switch {
 	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
-		g.mode, g.dot, g.ready, g.ends = gateData, dotBeginLine, 0, false
+		g.mode = gateData
+		g.msg, g.claimed, g.endLeft = unstuffer{}, false, len(endOfData)
 	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("334 ")):
 		g.sasl = true // RFC 4954 §4: the client answers with one line
 	}
@@ -293,7 +293,8 @@ func (g *lineGate) nextCommand() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.mode == gateData {
+		// A read error ended the message before endOfData: go-smtp has
+		// answered, and its next read fails with the same error.
 		g.mode = gateCommands
-		g.ready, g.ends = 0, false
 	}
 }

@@ -48,8 +48,9 @@ type session struct {
 	// it runs. go-smtp runs Data for BDAT in a goroutine of its own and
 	// goes on reading commands, so Reset, Logout and even MAIL may come
 	// while a Data still runs or has yet to start (bdat.go).
-	dataMu sync.Mutex
-	dc     *deadlineConn // the connection's limits (limits.go)
+	dataMu     sync.Mutex
+	dc         *deadlineConn // the connection's limits (limits.go)
+	maxMessage int64         // max_message_bytes as go-smtp holds it, for relay's DATA reader (datareader.go)
 }
 
 // transaction is one message from MAIL FROM to the end of DATA.
@@ -66,7 +67,7 @@ type transaction struct {
 }
 
 func newSession(s *Server, c *smtp.Conn) *session {
-	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), helo: c.Hostname()}
+	sess := &session{srv: s, conn: c, remote: remoteAddr(c.Conn()), helo: c.Hostname(), maxMessage: c.Server().MaxMessageBytes}
 	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.logger = s.logger.With("client", sess.remote.String())
 	// relay's TLS lies beneath its gate: go-smtp's connection is the
@@ -248,7 +249,7 @@ func (s *session) data(r io.Reader) error {
 	}
 	start := s.srv.opts.Now()
 	s.beginData() // limits.go: a bounded time for the whole message
-	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(r), tx.st.cfg.Server.MaxHeaderBytes)}
+	in := &readErrRecorder{r: newHeaderLimitReader(s.guardEOF(s.messageReader(r)), tx.st.cfg.Server.MaxHeaderBytes)}
 	body := newCRLFReader(in)
 	if !s.direct() {
 		return s.enqueue(tx, in, body, start)

@@ -123,13 +123,17 @@ func (c *deadlineConn) startTLS(cmd startTLSCommand) error {
 }
 
 // reply writes one reply of relay's own, as go-smtp writes its replies:
-// one write, through Write, with a write deadline of write_timeout.
+// through Write, with a write deadline of write_timeout. It goes out at
+// once, with the replies buffered before it (replybuf.go): after a 220 the
+// handshake writes to the socket itself.
 func (c *deadlineConn) reply(r *smtp.SMTPError) error {
 	if d := c.srv.plain.WriteTimeout; d > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(d))
 	}
-	_, err := c.Write([]byte(replyString(r) + "\r\n"))
-	return err
+	if _, err := c.Write([]byte(replyString(r) + "\r\n")); err != nil {
+		return err
+	}
+	return c.out.flush(c.writeClient)
 }
 
 // refuse answers a STARTTLS relay refuses, logged once like every

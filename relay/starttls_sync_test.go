@@ -129,19 +129,22 @@ func TestSTARTTLSInMessagesIsContent(t *testing.T) {
 	}
 }
 
-// TestLineGateEndsMessagesAsGoSMTP: the gate hands on a DATA message up to
-// the line "." that ends it to go-smtp, and no further: a STARTTLS behind
-// it is the gate's, whatever the sizes of the reads on either side; a
-// "." after a bare CR or LF, or dot-stuffed, ends nothing.
+// TestLineGateEndsMessagesAsGoSMTP: relay's session reads a DATA message
+// from the gate up to the line "." that ends it, unstuffed as go-smtp
+// would, go-smtp gets only that end, and no further: a STARTTLS behind it
+// is the gate's, whatever the sizes of the reads on either side; a "."
+// after a bare CR or LF, or dot-stuffed, ends nothing.
 func TestLineGateEndsMessagesAsGoSMTP(t *testing.T) {
-	body := "a\r\n..\r\nb\r\r\n.\r\nc\n.\nd\r\n.x\r\n" + strings.Repeat("y", 40<<10) + "\r\n.\r\n"
+	y := strings.Repeat("y", 40<<10)
+	body := "a\r\n..\r\nb\r\r\n.\r\nc\n.\nd\r\n.x\r\n" + y + "\r\n.\r\n"
+	unstuffed := "a\r\n.\r\nb\r\r\n.\r\nc\n.\nd\r\nx\r\n" + y + "\r\n"
 	in := "DATA\r\n" + body + "STARTTLS\r\nNOOP\r\n"
 	for _, wrap := range []func(io.Reader) io.Reader{func(r io.Reader) io.Reader { return r }, iotest.OneByteReader, iotest.HalfReader} {
 		for _, n := range []int{1, 7, 4096, 64 << 10} {
 			g := newLineGate()
 			g.tlsCmd = true
 			src := gateSource(wrap(strings.NewReader(in)), io.EOF)
-			var out []byte
+			var out, msg []byte
 			p := make([]byte, n)
 			var err error
 			for range 1 << 20 {
@@ -150,13 +153,20 @@ func TestLineGateEndsMessagesAsGoSMTP(t *testing.T) {
 				out = append(out, p[:k]...)
 				if string(out) == "DATA\r\n" {
 					g.replied([]byte("354 go ahead\r\n"))
+					if !g.claimMessage() {
+						t.Fatal("no message to claim after a 354")
+					}
+					msg, _ = readWithSize(&messageReader{gate: g, src: src}, n)
 				}
 				if err != nil {
 					break
 				}
 			}
-			if _, ok := err.(startTLSCommand); !ok || string(out) != "DATA\r\n"+body {
-				t.Fatalf("reads of %d: handed on %d octets (differing at %d), then %v; want the message and a startTLSCommand", n, len(out), firstDiffString(string(out), "DATA\r\n"+body), err)
+			if string(msg) != unstuffed {
+				t.Fatalf("reads of %d: the session read %d octets (differing at %d); want the %d of the message", n, len(msg), firstDiffString(string(msg), unstuffed), len(unstuffed))
+			}
+			if _, ok := err.(startTLSCommand); !ok || string(out) != "DATA\r\n.\r\n" {
+				t.Fatalf("reads of %d: go-smtp got %q, then %v; want DATA, the end of the message and a startTLSCommand", n, out, err)
 			}
 		}
 	}
@@ -228,9 +238,10 @@ func goSMTPDataEnd(msg []byte) int {
 	return -1
 }
 
-// TestDataEndAgreesWithGoSMTP: the gate's dataEnd finds the end of every
-// message where go-smtp's reader does, however the message is cut into
-// pieces.
+// TestDataEndAgreesWithGoSMTP: the gate's unstuffer (datareader.go) finds
+// the end of every message where go-smtp's reader does, however the
+// message is cut into pieces, whether it copies the message out or skips
+// it.
 func TestDataEndAgreesWithGoSMTP(t *testing.T) {
 	const alphabet = ".\r\na"
 	msg := make([]byte, 10)
@@ -242,15 +253,19 @@ func TestDataEndAgreesWithGoSMTP(t *testing.T) {
 		}
 		want := goSMTPDataEnd(msg)
 		for _, cut := range []int{1, 3, len(msg)} {
-			g := &lineGate{}
-			got := -1
-			for at := 0; at < len(msg) && got < 0; at += cut {
-				if end := g.dataEnd(msg[at:min(at+cut, len(msg))]); end >= 0 {
-					got = at + end
+			for _, discard := range []bool{true, false} {
+				var u unstuffer
+				out := make([]byte, len(msg))
+				got := -1
+				for at := 0; at < len(msg) && got < 0; at += cut {
+					nin, _ := u.unstuff(msg[at:min(at+cut, len(msg))], out, discard)
+					if u.ended() {
+						got = at + nin
+					}
 				}
-			}
-			if got != want {
-				t.Fatalf("%q in pieces of %d: dataEnd says %d; go-smtp %d", msg, cut, got, want)
+				if got != want {
+					t.Fatalf("%q in pieces of %d (discard %v): the unstuffer ends it at %d; go-smtp %d", msg, cut, discard, got, want)
+				}
 			}
 		}
 	}

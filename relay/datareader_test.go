@@ -1,0 +1,328 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/relaymail/relay/internal/corpus"
+)
+
+// gateMessage is the messageReader of a gate that has just let a DATA
+// command through and seen its 354, reading src; max is
+// max_message_bytes (0: none).
+func gateMessage(t testing.TB, src func([]byte) (int, error), max int64) (*lineGate, *messageReader) {
+	t.Helper()
+	g := newLineGate()
+	g.replied([]byte("354 go ahead\r\n"))
+	if !g.claimMessage() {
+		t.Fatal("the gate has no message to claim after a 354")
+	}
+	if g.claimMessage() {
+		t.Fatal("the gate's message was claimed twice")
+	}
+	return g, &messageReader{gate: g, src: src, limited: max > 0, left: max}
+}
+
+// goSMTPSide is what go-smtp reads from the gate after the message: the
+// end of the message, the commands after it, and the error at the end.
+func goSMTPSide(g *lineGate, src func([]byte) (int, error)) (string, error) {
+	var out []byte
+	p := make([]byte, 4096)
+	for range 1 << 20 {
+		n, err := g.read(p, src)
+		out = append(out, p[:n]...)
+		if err != nil {
+			return string(out), err
+		}
+	}
+	panic("unbounded")
+}
+
+// expectedData is what go-smtp's reader gives of a corpus message: the
+// message as the client had it, with the CRLF that Wire adds.
+func expectedData(m *corpus.Message) []byte {
+	if bytes.HasSuffix(m.Data, []byte("\r\n")) {
+		return m.Data
+	}
+	return append(append([]byte(nil), m.Data...), '\r', '\n')
+}
+
+// TestMessageReaderCorpus: relay's DATA reader gives every corpus message
+// (sizes around 4, 32 and 64 KiB, 1 MB, a 5 MB attachment, a 5,000-octet
+// line, dot lines, bare LF and bare CR) unstuffed and whole, whatever the
+// sizes of the reads on either side of it (testing/iotest), and leaves
+// the command after the message to go-smtp, which gets only ".\r\n" of
+// the message.
+func TestMessageReaderCorpus(t *testing.T) {
+	sources := map[string]func([]byte) io.Reader{
+		"plain":     func(b []byte) io.Reader { return bytes.NewReader(b) },
+		"one byte":  func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+		"half":      func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+		"data+err":  func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
+		"odd sizes": func(b []byte) io.Reader { return &oddReader{r: bytes.NewReader(b)} },
+	}
+	for _, m := range corpus.All() {
+		wire := append(m.Wire(), "QUIT\r\n"...)
+		want := expectedData(m)
+		for sname, mk := range sources {
+			if len(wire) > 1<<20 && sname == "one byte" {
+				continue // 5 MB a byte at a time: slow, and "odd sizes" has 1-byte reads
+			}
+			for _, size := range []int{0, 1, 7, 4095, 64 << 10} {
+				src := gateSource(mk(wire), io.EOF)
+				g, r := gateMessage(t, src, 0)
+				var got []byte
+				var err error
+				if size == 0 {
+					// iotest.TestReader reads with many sizes, 1 octet included.
+					err = iotest.TestReader(r, want)
+					got = want
+				} else {
+					got, err = readWithSize(r, size)
+				}
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%s from a %s source, reads of %d: %d octets (differing at %d), %v; want the %d of the message",
+						m.Name, sname, size, len(got), firstDiffString(string(got), string(want)), err, len(want))
+				}
+				if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+					t.Fatalf("%s: a read after the end = %d, %v; want 0, EOF", m.Name, n, err)
+				}
+				if rest, err := goSMTPSide(g, src); rest != ".\r\nQUIT\r\n" || err != io.EOF {
+					t.Fatalf("%s from a %s source, reads of %d: go-smtp read %q, %v; want the end of the message, QUIT, EOF", m.Name, sname, size, rest, err)
+				}
+			}
+		}
+	}
+}
+
+// TestMessageReaderErrors: a client that hangs up in the middle of a
+// message gives io.ErrUnexpectedEOF after what it sent, a read error (a
+// timeout) comes out as it is, and both come again on later reads and to
+// go-smtp, which never gets the octets of the message.
+func TestMessageReaderErrors(t *testing.T) {
+	for _, end := range []error{io.EOF, os.ErrDeadlineExceeded} {
+		for in, want := range map[string]string{
+			"": "", "line\r\n": "line\r\n", "line\r\npart": "line\r\npart",
+			"a\r\n.": "a\r\n", "a\r\n.\r": "a\r\n", "a\n.\n": "a\n.\n", "a\r\n..\r\n": "a\r\n.\r\n",
+		} {
+			src := gateSource(iotest.HalfReader(strings.NewReader(in)), end)
+			g, r := gateMessage(t, src, 0)
+			got, err := readWithSize(r, 3)
+			wantErr := end
+			if end == io.EOF {
+				wantErr = io.ErrUnexpectedEOF
+			}
+			if string(got) != want || err != wantErr {
+				t.Errorf("%q then %v: got %q, %v; want %q, %v", in, end, got, err, want, wantErr)
+			}
+			if n, err := r.Read(make([]byte, 10)); n != 0 || err != wantErr {
+				t.Errorf("%q then %v: a read after the error = %d, %v; want 0, %v again", in, end, n, err, wantErr)
+			}
+			if rest, err := goSMTPSide(g, src); rest != "" || err != end {
+				t.Errorf("%q then %v: go-smtp read %q, %v; want nothing, %v", in, end, rest, err, end)
+			}
+		}
+	}
+}
+
+// TestMessageReaderUnreadRest: when the session stops reading before the
+// end (a refusal, a full disk), the gate skips the rest of the message
+// itself, and go-smtp gets only its end and the next command.
+func TestMessageReaderUnreadRest(t *testing.T) {
+	body := strings.Repeat("line of text\r\n..dot\r\n", 5000)
+	for _, read := range []int{0, 1, 100, 50_000} {
+		src := gateSource(iotest.HalfReader(strings.NewReader(body+".\r\nNOOP\r\nQUIT\r\n")), io.EOF)
+		g, r := gateMessage(t, src, 0)
+		if read > 0 {
+			if _, err := io.ReadFull(r, make([]byte, read)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rest, err := goSMTPSide(g, src); rest != ".\r\nNOOP\r\nQUIT\r\n" || err != io.EOF {
+			t.Errorf("after %d octets read: go-smtp read %q, %v; want the end of the message, NOOP, QUIT", read, rest, err)
+		}
+	}
+}
+
+// TestMessageReaderLikeGoSMTP: relay's DATA reader cuts and unstuffs
+// every message exactly as go-smtp's reader does, quirks included (a "."
+// after a bare LF or CR is data: no SMTP smuggling), with and without a
+// max_message_bytes limit: go-smtp's own server, over loopback, is the
+// reference. The messages are every string of up to 5 octets of ".",
+// CR, LF and "a" with "\r\n.\r\n" after it, and the corpus.
+func TestMessageReaderLikeGoSMTP(t *testing.T) {
+	type result struct {
+		data    string
+		tooBig  bool
+		ended   bool
+		problem string
+	}
+	var cases [][]byte
+	var grow func(prefix []byte, n int)
+	grow = func(prefix []byte, n int) {
+		cases = append(cases, append(append([]byte(nil), prefix...), "\r\n.\r\n"...))
+		if n == 0 {
+			return
+		}
+		for _, c := range []byte(".\r\na") {
+			grow(append(prefix, c), n-1)
+		}
+	}
+	grow(nil, 5)
+	for _, m := range corpus.All() {
+		cases = append(cases, m.Wire())
+	}
+	for _, max := range []int64{0, 4} {
+		if max > 0 {
+			cases = cases[:len(cases)-len(corpus.All())] // the corpus once is enough
+		}
+		addr, got := startGoSMTPReference(t, max)
+		relayRead := func(wire []byte) result {
+			g, r := gateMessage(t, gateSource(bytes.NewReader(wire), io.EOF), max)
+			got, err := io.ReadAll(r)
+			res := result{data: string(got), tooBig: err == smtp.ErrDataTooLarge, ended: err == nil}
+			if err != nil && !res.tooBig && err != io.ErrUnexpectedEOF {
+				res.problem = err.Error()
+			}
+			_ = g
+			return res
+		}
+		var wg sync.WaitGroup
+		work := make(chan []byte)
+		var mu sync.Mutex
+		var failures []string
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for wire := range work {
+					ref, err := goSMTPRead(addr, got, wire)
+					var want result
+					switch {
+					case err != nil:
+						want.problem = err.Error()
+					case ref.code == 552:
+						want = result{data: ref.data, tooBig: true}
+					case ref.code == 250:
+						want = result{data: ref.data, ended: true}
+					default:
+						want.problem = fmt.Sprintf("reply %d", ref.code)
+					}
+					got := relayRead(wire)
+					if max > 0 && want.tooBig {
+						// go-smtp's Data saw max octets when the limit struck.
+						got.data = got.data[:min(len(got.data), len(want.data))]
+					}
+					if got != want {
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("limit %d, %q: relay %+v, go-smtp %+v", max, wire[:min(len(wire), 80)], got, want))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, w := range cases {
+			// A CR after a CR keeps go-smtp from seeing the next line start
+			// ("\r\r\n.\r\n" does not end a message): a second end line
+			// ends every message.
+			work <- append(w, "x\r\n.\r\n"...)
+		}
+		close(work)
+		wg.Wait()
+		for _, f := range failures[:min(len(failures), 20)] {
+			t.Error(f)
+		}
+	}
+}
+
+// goSMTPReference is a go-smtp backend that keeps what each session's Data
+// read, under the client's address.
+type goSMTPReference struct{ got *sync.Map }
+
+func (b goSMTPReference) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return refSession{got: b.got, client: c.Conn().RemoteAddr().String()}, nil
+}
+
+type refSession struct {
+	got    *sync.Map
+	client string
+}
+
+func (refSession) AuthMechanisms() []string             { return nil }
+func (refSession) Auth(string) (sasl.Server, error)     { return nil, smtp.ErrAuthUnsupported }
+func (refSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (refSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (refSession) Reset()                               {}
+func (refSession) Logout() error                        { return nil }
+func (s refSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	s.got.Store(s.client, b)
+	return err
+}
+
+// startGoSMTPReference starts go-smtp's own server, line checks off as
+// relay runs it. What its sessions' Data read is kept in the map, under
+// the client's address.
+func startGoSMTPReference(t *testing.T, max int64) (string, *sync.Map) {
+	got := &sync.Map{}
+	s := smtp.NewServer(goSMTPReference{got: got})
+	s.Domain, s.MaxLineLength, s.MaxMessageBytes = "reference", 0, max
+	s.ErrorLog = log.New(io.Discard, "", 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return ln.Addr().String(), got
+}
+
+type refResult struct {
+	code int
+	data string
+}
+
+// goSMTPRead sends wire after a DATA command to the reference server and
+// returns the reply and what its Data read (kept in got before the reply
+// goes out).
+func goSMTPRead(addr string, got *sync.Map, wire []byte) (refResult, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return refResult{}, err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if _, err := c.Write([]byte("HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")); err != nil {
+		return refResult{}, err
+	}
+	for _, want := range []string{"220", "250", "250", "250", "354"} {
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, want) {
+			return refResult{}, fmt.Errorf("reference server: %q, %v; want %s", line, err, want)
+		}
+	}
+	if _, err := c.Write(wire); err != nil {
+		return refResult{}, err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return refResult{}, err
+	}
+	var code int
+	fmt.Sscanf(line, "%d", &code)
+	data, _ := got.LoadAndDelete(c.LocalAddr().String())
+	b, _ := data.([]byte)
+	return refResult{code: code, data: string(b)}, nil
+}

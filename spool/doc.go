@@ -21,6 +21,9 @@
 //	                       over the envelope line
 //	    ID.tmp             a message being received
 //	    ID.N.tmp           an envelope being written (Update)
+//	    free-N.tmp         the file of a removed message, kept to hold a later
+//	                       one (recycle.go): overwritten, cut to length and
+//	                       fsynced before its rename to ID.mail; deleted by Open
 //	  quarantine/          messages Open could not read, moved here for an
 //	                       operator to inspect; relay never deletes them
 //

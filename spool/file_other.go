@@ -11,3 +11,7 @@ func createExcl(name string) (*os.File, error) {
 
 // openRead opens name for reading.
 func openRead(name string) (*os.File, error) { return os.Open(name) }
+
+// openWrite opens the existing file name for writing from its start,
+// without truncating it.
+func openWrite(name string) (*os.File, error) { return os.OpenFile(name, os.O_WRONLY, 0) }

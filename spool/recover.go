@@ -33,7 +33,9 @@ func (s *Spool) scan() error {
 			if err := os.Remove(filepath.Join(s.queue, name)); err != nil {
 				return err
 			}
-			s.log.Info("removed temp file left by a crash", "file", name)
+			if !strings.HasPrefix(name, freePrefix) { // a recycled file: no news
+				s.log.Info("removed temp file left by a crash", "file", name)
+			}
 			continue
 		}
 		if !ValidID(id) || !ent.Type().IsRegular() {

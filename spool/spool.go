@@ -74,6 +74,12 @@ type Spool struct {
 	// ID.json files with it so that the index always matches the disk.
 	mu    sync.Mutex
 	index map[string]entry
+	// Recycled files (recycle.go), guarded by mu: free is the pool,
+	// recycling counts renames into it under way, reading counts the
+	// open readers of each message.
+	free      []string
+	recycling int
+	reading   map[string]int
 }
 
 // entry is a queued message in the index.
@@ -99,6 +105,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		now:        opts.Now,
 		noSync:     opts.NoSync,
 		index:      make(map[string]entry),
+		reading:    make(map[string]int),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -240,16 +247,20 @@ func (s *Spool) Open(id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: open %s: %w", id, err)
 	}
-	return &message{io.NewSectionReader(f, e.off, e.env.Size), f}, nil
+	return &message{io.NewSectionReader(f, e.off, e.env.Size), f, sync.OnceFunc(s.track(id))}, nil
 }
 
 // message is a queued message opened for reading.
 type message struct {
 	*io.SectionReader
-	f *os.File
+	f    *os.File
+	done func() // ends the reader's count (recycle.go)
 }
 
-func (m *message) Close() error { return m.f.Close() }
+func (m *message) Close() error {
+	m.done()
+	return m.f.Close()
+}
 
 // Envelope returns a copy of a queued message's envelope.
 func (s *Spool) Envelope(id string) (*Envelope, error) {
@@ -356,7 +367,7 @@ func (s *Spool) Remove(id string) error {
 	s.mu.Unlock()
 	// The message is out of the index, so no one opens, updates or removes
 	// it any more, and its ID is never used again by this process.
-	if err := os.Remove(s.msgPath(id)); err != nil {
+	if err := s.recycle(id, e.off+e.env.Size); err != nil {
 		return fmt.Errorf("spool: remove %s: out of the queue, but its file is left and comes back at the next start: %w", id, err)
 	}
 	return nil

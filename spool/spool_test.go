@@ -75,6 +75,7 @@ func readBody(t testing.TB, s *Spool, id string) []byte {
 }
 
 // queueFiles lists the names in dir/queue.
+// queueFiles lists queue/ without the pool of recycled files (recycle.go).
 func queueFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(dir, queueName))
@@ -83,7 +84,9 @@ func queueFiles(t testing.TB, dir string) []string {
 	}
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		if !strings.HasPrefix(e.Name(), freePrefix) { // the recycled files' pool
+			names = append(names, e.Name())
+		}
 	}
 	return names
 }

@@ -34,7 +34,10 @@ type Writer struct {
 	sizeOff int64     // file offset of the padding for the size in the envelope line
 	n       int64     // message bytes written
 	done    bool      // Commit or Abort was called
-	err     error     // the first write error, unwrapped; sticky
+	// recycled: f held an earlier message (recycle.go), so Commit cuts it
+	// to this one's length.
+	recycled bool
+	err      error // the first write error, unwrapped; sticky
 }
 
 // Create starts a new message with the envelope env: the sender,
@@ -73,15 +76,20 @@ func (s *Spool) Create(ctx context.Context, env *Envelope) (*Writer, error) {
 		if taken {
 			continue
 		}
-		f, err := createExcl(s.tmpMsgPath(id))
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("spool: create message: %w", err)
+		f := s.reuse(id)
+		recycled := f != nil
+		if !recycled {
+			var err error
+			f, err = createExcl(s.tmpMsgPath(id))
+			if errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("spool: create message: %w", err)
+			}
 		}
 		e.ID = id
-		w := &Writer{s: s, id: id, env: env, e: e, f: f, buf: bufPool.Get().(*[]byte)}
+		w := &Writer{s: s, id: id, env: env, e: e, f: f, recycled: recycled, buf: bufPool.Get().(*[]byte)}
 		line, sizeOff, err := appendEnvLine((*w.buf)[:0], e)
 		if err == nil && len(line) > cap(*w.buf) {
 			// So many recipients that the line does not fit the buffer:
@@ -251,6 +259,11 @@ func (w *Writer) commit(ctx context.Context) error {
 	}
 	if err := w.flush(); err != nil {
 		return err
+	}
+	if w.recycled {
+		if err := w.f.Truncate(w.flushed); err != nil {
+			return err
+		}
 	}
 	if !s.noSync {
 		if err := w.f.Sync(); err != nil {

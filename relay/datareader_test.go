@@ -66,13 +66,7 @@ func expectedData(m *corpus.Message) []byte {
 // the command after the message to go-smtp, which gets only ".\r\n" of
 // the message.
 func TestMessageReaderCorpus(t *testing.T) {
-	sources := map[string]func([]byte) io.Reader{
-		"plain":     func(b []byte) io.Reader { return bytes.NewReader(b) },
-		"one byte":  func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"half":      func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
-		"data+err":  func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
-		"odd sizes": func(b []byte) io.Reader { return &oddReader{r: bytes.NewReader(b)} },
-	}
+	sources := readerSources
 	for _, m := range corpus.All() {
 		wire := append(m.Wire(), "QUIT\r\n"...)
 		want := expectedData(m)

@@ -58,17 +58,7 @@ func BenchmarkGoSMTPInbound(b *testing.B) {
 			}
 			defer c.Close()
 			r := bufio.NewReader(c)
-			expect := func(code string) {
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil || !strings.HasPrefix(line, code) {
-						b.Fatalf("got %q, %v; want %s", line, err, code)
-					}
-					if line[3] == ' ' {
-						return
-					}
-				}
-			}
+			expect := func(code string) { benchExpect(b, r, code) }
 			expect("220")
 			fmt.Fprintf(c, "EHLO bench\r\n")
 			expect("250")

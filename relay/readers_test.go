@@ -70,17 +70,21 @@ func readerInputs() map[string][]byte {
 	return in
 }
 
+// readerSources give a test's input in reads of every kind of size
+// (testing/iotest), since every io.Reader must work for any len(p) >= 1.
+var readerSources = map[string]func([]byte) io.Reader{
+	"plain":     func(b []byte) io.Reader { return bytes.NewReader(b) },
+	"one byte":  func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+	"half":      func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+	"data+err":  func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
+	"odd sizes": func(b []byte) io.Reader { return &oddReader{r: bytes.NewReader(b)} },
+}
+
 // TestReadersAnyBufferSize: every io.Reader in relay yields the same bytes
 // whatever the sizes of the reads below and above it (testing/iotest).
 func TestReadersAnyBufferSize(t *testing.T) {
 	inputs := readerInputs()
-	sources := map[string]func([]byte) io.Reader{
-		"plain":     func(b []byte) io.Reader { return bytes.NewReader(b) },
-		"one byte":  func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
-		"half":      func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
-		"data+err":  func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
-		"odd sizes": func(b []byte) io.Reader { return &oddReader{r: bytes.NewReader(b)} },
-	}
+	sources := readerSources
 	for _, rc := range readerCases {
 		t.Run(rc.name, func(t *testing.T) {
 			for name, in := range inputs {

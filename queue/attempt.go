@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -243,7 +242,7 @@ func (q *Queue) deliver(c Conn, it *item, reused bool) (again bool) {
 		return false
 	}
 	start := q.now()
-	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: needsSMTPUTF8(env.From, to), UTF8Declared: env.UTF8, BodyType: env.BodyType}
+	msg := &upstream.Message{From: env.From, To: to, Body: body, Size: env.Size, UTF8: upstream.NeedsSMTPUTF8(append([]string{env.From}, to...)...), UTF8Declared: env.UTF8, BodyType: env.BodyType}
 	res, err := c.Send(q.abort, msg)
 	body.Close()
 	if err != nil && q.abort.Err() != nil {
@@ -316,23 +315,6 @@ func replyOf(err error) spool.Reply {
 		}
 	}
 	return r
-}
-
-// needsSMTPUTF8 reports whether an envelope has a non-ASCII address, which
-// only SMTPUTF8 lets through (RFC 6531 §3.4): such a message cannot go to
-// an upstream without SMTPUTF8. A declaration with ASCII addresses
-// (spool.Envelope.UTF8) is passed on where the upstream offers SMTPUTF8
-// and dropped where it does not (upstream.Message.UTF8Declared): the
-// message is delivered, not bounced.
-func needsSMTPUTF8(from string, to []string) bool {
-	for _, a := range append([]string{from}, to...) {
-		for i := 0; i < len(a); i++ {
-			if a[i] >= utf8.RuneSelf {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // logOutcome writes one line per message event, Postfix-style.

@@ -12,7 +12,7 @@ import (
 // upstream that does not offer SMTPUTF8 will never go through: direct
 // mode answers 553 5.6.7 at once (RFC 6531 §3.7.5), queue mode bounces it.
 // One declared SMTPUTF8 with ASCII addresses is delivered from the queue
-// without the parameter.
+// without the parameter (direct mode: TestSMTPUTF8DirectDeclaredASCII).
 func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{NoSMTPUTF8: true})
 
@@ -50,6 +50,62 @@ func TestSMTPUTF8ToUpstreamWithout(t *testing.T) {
 		t.Fatalf("upstream got %s → %q (SMTPUTF8 %v):\n%s\nwant the message itself, without SMTPUTF8", got.From, got.To, got.UTF8, got.Data)
 	}
 	testpeer.WaitFor(t, "the spool to empty", 5*time.Second, func() bool { return sp.Len() == 0 })
+}
+
+// TestSMTPUTF8DirectDeclaredASCII: in direct mode a declared SMTPUTF8 with
+// ASCII addresses goes to an upstream without SMTPUTF8 without the
+// parameter, as from the queue (Jakarta Mail with mail.mime.allowutf8
+// declares it on every message); in such a transaction a non-ASCII
+// recipient gets 553 5.6.7 from relay while the ASCII one gets the
+// message, and a non-ASCII sender is still refused. An upstream that
+// offers SMTPUTF8 gets it, and both recipients.
+func TestSMTPUTF8DirectDeclaredASCII(t *testing.T) {
+	const utf8Msg = "From: alarms@plant.example.com\r\nTo: ops@example.com\r\nSubject: St\xc3\xb6rung Pumpe 3\r\n\r\nPumpe 3 gest\xc3\xb6rt.\r\n"
+	without := testpeer.StartUpstream(t, testpeer.UpstreamOptions{NoSMTPUTF8: true})
+	c := dial(t, startHarness(t, upstreamConfig(t, without, `default_profile = "up"`), Options{}).addr)
+	c.ehlo()
+	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	if code, last := c.data(utf8Msg); code != 250 {
+		t.Fatalf("declared SMTPUTF8, ASCII addresses: DATA → %q; want 250 (delivered)", last)
+	}
+	got := without.WaitMessages(t, 1, 10*time.Second)[0]
+	if got.From != "alarms@plant.example.com" || len(got.To) != 1 || got.To[0] != "ops@example.com" || got.UTF8 || !strings.Contains(string(got.Data), "Pumpe 3 gest\xc3\xb6rt.") {
+		t.Fatalf("upstream got %s → %q (SMTPUTF8 %v):\n%s\nwant the message itself, without SMTPUTF8", got.From, got.To, got.UTF8, got.Data)
+	}
+
+	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	// relay answers it itself: the upstream's own refusal of a non-ASCII
+	// RCPT without SMTPUTF8 ("Non-ASCII address…") is never asked for.
+	if last := c.must("RCPT TO:<用户@例子.广告>", 553, "5.6.7"); !strings.Contains(last, "needs SMTPUTF8") {
+		t.Fatalf("non-ASCII recipient → %q; want relay's own 553 5.6.7 (needs SMTPUTF8), not the upstream's", last)
+	}
+	if code, last := c.data(utf8Msg); code != 250 {
+		t.Fatalf("one ASCII and one non-ASCII recipient: DATA → %q; want 250 (delivered to the ASCII one)", last)
+	}
+	got = without.WaitMessages(t, 2, 10*time.Second)[1]
+	if len(got.To) != 1 || got.To[0] != "ops@example.com" || got.UTF8 {
+		t.Fatalf("upstream got %s → %q (SMTPUTF8 %v); want the message for ops@example.com alone, without SMTPUTF8", got.From, got.To, got.UTF8)
+	}
+
+	c.must("MAIL FROM:<störung@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 553, "5.6.7")
+	c.must("RSET", 250, "")
+
+	with := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	c = dial(t, startHarness(t, upstreamConfig(t, with, `default_profile = "up"`), Options{}).addr)
+	c.ehlo()
+	c.must("MAIL FROM:<alarms@plant.example.com> SMTPUTF8", 250, "")
+	c.must("RCPT TO:<ops@example.com>", 250, "")
+	c.must("RCPT TO:<用户@例子.广告>", 250, "")
+	if code, last := c.data(utf8Msg); code != 250 {
+		t.Fatalf("upstream with SMTPUTF8: DATA → %q; want 250", last)
+	}
+	got = with.WaitMessages(t, 1, 10*time.Second)[0]
+	if len(got.To) != 2 || got.To[1] != "用户@例子.广告" || !got.UTF8 {
+		t.Fatalf("upstream with SMTPUTF8 got %s → %q (SMTPUTF8 %v); want both recipients, with SMTPUTF8", got.From, got.To, got.UTF8)
+	}
 }
 
 // TestBodyTypePassedOn: BODY= goes upstream as the client declared it at

@@ -231,7 +231,7 @@ func (s *session) begin() error {
 		}
 		s.delivery, s.deliveryProfile = d, tx.profile.Name
 	}
-	if err := s.delivery.Mail(s.ctx, &upstream.Message{From: tx.from, Size: tx.size, UTF8: tx.utf8, BodyType: tx.body}); err != nil {
+	if err := s.delivery.Mail(s.ctx, &upstream.Message{From: tx.from, Size: tx.size, UTF8: upstream.NeedsSMTPUTF8(tx.from), UTF8Declared: tx.utf8, BodyType: tx.body}); err != nil {
 		return s.reply(err)
 	}
 	tx.begun = true

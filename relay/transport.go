@@ -24,7 +24,8 @@ type Delivery interface {
 	// Mail, Rcpt and Data are one transaction step by step, for clients
 	// that wait for the upstream's own answers (delivery = "direct"). Mail
 	// uses the envelope sender and MAIL parameters of msg (From, Size,
-	// UTF8, BodyType).
+	// UTF8 for the sender, UTF8Declared, BodyType); Rcpt refuses a
+	// recipient the transaction cannot carry (see upstream.Conn.Rcpt).
 	Mail(ctx context.Context, msg *upstream.Message) error
 	Rcpt(ctx context.Context, to string) error
 	Data(ctx context.Context, body io.Reader) (reply string, err error)

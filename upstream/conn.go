@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 )
@@ -22,6 +23,7 @@ type Conn struct {
 
 	broken bool // a network failure or a cut-off transaction: do not reuse
 	dirty  bool // a transaction was started and not completed: RSET first
+	utf8   bool // the last MAIL carried SMTPUTF8 (RFC 6531 §3.4)
 }
 
 // Usable reports whether the connection may carry another message.
@@ -132,11 +134,24 @@ func (c *Conn) Mail(ctx context.Context, msg *Message) error {
 		}
 	}
 	c.dirty = true
+	c.utf8 = strings.HasSuffix(line, " SMTPUTF8")
 	return c.step(ctx, StepMail, line, 250)
 }
 
-// Rcpt adds a recipient (RCPT TO).
+// Rcpt adds a recipient (RCPT TO). A non-ASCII recipient in a transaction
+// whose MAIL went without SMTPUTF8 (an upstream that does not offer it,
+// with a client's declaration dropped: Message.UTF8Declared) is refused
+// here, 553 5.6.7, without a word to the upstream (RFC 6531 §3.4: it
+// cannot go as it is); the other recipients of the transaction go on.
 func (c *Conn) Rcpt(ctx context.Context, to string) error {
+	if !c.utf8 && NeedsSMTPUTF8(to) {
+		why := "which the upstream does not offer"
+		if c.ext.has("SMTPUTF8") {
+			why = "which the transaction's MAIL did not declare"
+		}
+		return &Error{Addr: c.sender.addr, Step: StepRcpt, Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: "the recipient address needs SMTPUTF8 (it is not ASCII), " + why}
+	}
 	defer c.guard(ctx)()
 	return c.step(ctx, StepRcpt, "RCPT TO:<"+to+">", 250)
 }

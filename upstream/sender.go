@@ -16,6 +16,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relaymail/relay/config"
 )
@@ -129,11 +130,15 @@ type Message struct {
 	To   []string // at least one
 	Body io.Reader
 	Size int64 // for SIZE=, if known
-	UTF8 bool  // the envelope needs SMTPUTF8: refused (553 5.6.7) by an upstream without it
+	// UTF8 is set when the addresses need SMTPUTF8 (NeedsSMTPUTF8): the
+	// whole envelope for Send, the sender for Mail. Such a message is
+	// refused (553 5.6.7) by an upstream without SMTPUTF8.
+	UTF8 bool
 	// UTF8Declared is the client's SMTPUTF8 at MAIL when the addresses do
 	// not need it (RFC 6531 §3.4): sent when the upstream offers
 	// SMTPUTF8, else the message goes without it, as it did before relay
-	// kept the declaration, rather than bounce.
+	// kept the declaration, rather than bounce. After a Mail without
+	// SMTPUTF8, Rcpt refuses a non-ASCII recipient (553 5.6.7).
 	UTF8Declared bool
 	// BodyType is BODY= of MAIL FROM, sent only when the client declared it
 	// and the upstream offers 8BITMIME. A message declared 8BITMIME is
@@ -364,4 +369,20 @@ func (c *timeoutConn) Read(p []byte) (int, error) {
 func (c *timeoutConn) Write(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	return c.Conn.Write(p)
+}
+
+// NeedsSMTPUTF8 reports whether one of addrs is not ASCII, which only
+// SMTPUTF8 lets through (RFC 6531 §3.4): such an envelope cannot go to an
+// upstream without SMTPUTF8. A declaration with ASCII addresses is passed
+// on where the upstream offers SMTPUTF8 and dropped where it does not
+// (Message.UTF8Declared): the message is delivered, not refused.
+func NeedsSMTPUTF8(addrs ...string) bool {
+	for _, a := range addrs {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= utf8.RuneSelf {
+				return true
+			}
+		}
+	}
+	return false
 }

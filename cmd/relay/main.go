@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/relaymail/relay/config"
@@ -118,10 +119,35 @@ func configPath(flagValue string) string {
 	return ""
 }
 
-// loadConfig loads the chosen configuration and prints its warnings.
+// systemConfig is where the service reads its configuration: the systemd
+// unit's /etc/relay/relay.toml, or on Windows %ProgramData%\relay\relay.toml
+// (systemConfigPath). relay sendmail looks there after ./relay.toml, so
+// that /usr/sbin/sendmail → relay finds the service from any directory;
+// the other commands do not (configPath) but name it (noteSystemConfig).
+// A variable for tests.
+var systemConfig = systemConfigPath(runtime.GOOS, programData())
+
+// noteSystemConfig writes one line to w when the service's configuration
+// file exists while a command runs on the embedded default: on a packaged
+// install "relay check" alone checks the embedded default, not the
+// service's file, and the lookup order (configPath) stays as it is.
+func noteSystemConfig(w io.Writer) {
+	if _, err := os.Stat(systemConfig); err != nil {
+		return
+	}
+	arg := systemConfig
+	if strings.ContainsAny(arg, " \t") {
+		arg = `"` + arg + `"`
+	}
+	fmt.Fprintf(w, "relay: note: no -config, $RELAY_CONFIG or ./relay.toml, so this is the embedded default, not the service's %s; to check that one: relay check -config %s\n", systemConfig, arg)
+}
+
+// loadConfig loads the chosen configuration and prints its warnings, or
+// the note of noteSystemConfig for the embedded default.
 func loadConfig(flagValue string, stderr io.Writer) (*config.Config, error) {
 	path := configPath(flagValue)
 	if path == "" {
+		noteSystemConfig(stderr)
 		return config.Embedded(), nil
 	}
 	cfg, err := config.Load(path)

@@ -7,19 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/relaymail/relay/config"
 	"github.com/relaymail/relay/sendmail"
 )
-
-// systemConfig is where the service reads its configuration: the systemd
-// unit's /etc/relay/relay.toml, or on Windows %ProgramData%\relay\relay.toml
-// (systemConfigPath). relay sendmail looks there after ./relay.toml, so
-// that /usr/sbin/sendmail → relay finds the service from any directory. A
-// variable for tests.
-var systemConfig = systemConfigPath(runtime.GOOS, programData())
 
 // isSendmailName reports whether relay runs under sendmail's name, as a
 // symlink /usr/sbin/sendmail → relay.

@@ -276,5 +276,6 @@ func announce(w io.Writer, cfg *config.Config, addr string, smtps net.Listener) 
 		}
 		fmt.Fprintf(w, "relay: no configuration file: mail from this machine goes into %s/new/\n", dir)
 		fmt.Fprintln(w, "relay: to send through Office 365, Gmail or your own server, copy relay.toml.example to relay.toml, add a [[profiles]] entry, and run relay check")
+		noteSystemConfig(w)
 	}
 }

@@ -309,6 +309,16 @@ func (c *deadlineConn) TLSConnectionState() (state tls.ConnectionState, ok bool)
 	return tc.ConnectionState(), true
 }
 
+// flushReplies sends the replies buffered on the session's connection
+// (replybuf.go) now, before Logout: go-smtp logs a session out before it
+// closes the connection, and Logout may wait for the upstream (the QUIT
+// of a direct-mode connection) while the client waits for its 221 or 421.
+func (s *session) flushReplies() {
+	if s.dc != nil && !s.dc.handedOff.Load() {
+		s.dc.out.flushOnClose(s.dc.writeClient)
+	}
+}
+
 // beginData starts the DATA deadline of the session's connection.
 func (s *session) beginData() {
 	if s.dc != nil {

@@ -2,11 +2,15 @@ package relay
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relaymail/relay/internal/testpeer"
 )
 
 // writeLog is a listener whose connections record each Write the server
@@ -129,4 +133,85 @@ func TestReplyBufferFlushes(t *testing.T) {
 	if _, err := b.write([]byte("421\r\n"), w); err != net.ErrClosed {
 		t.Fatalf("write after a failed write = %v; want %v", err, net.ErrClosed)
 	}
+}
+
+// quitHoldProxy forwards connections to a real upstream, but holds back a
+// QUIT from relay until release is called: an upstream that does not
+// answer the QUIT relay sends when its client leaves.
+func quitHoldProxy(t *testing.T, upstream string) (port int, release func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Go(func() {
+				io.Copy(c, u)
+				c.Close()
+			})
+			wg.Go(func() {
+				defer u.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 && bytes.Contains(buf[:n], []byte("QUIT\r\n")) {
+						<-held
+					}
+					if n > 0 {
+						if _, werr := u.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port, sync.OnceFunc(func() { close(held) })
+}
+
+// TestQuitAnsweredBeforeUpstreamQuit: in direct mode, go-smtp logs the
+// session out (which says QUIT to the upstream and waits for its reply)
+// before it closes the client's connection; the 221 relay has buffered
+// must reach the client before that, not wait for the upstream.
+func TestQuitAnsweredBeforeUpstreamQuit(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	port, release := quitHoldProxy(t, u.Addr)
+	cfg := fmt.Sprintf(`
+[server]
+data_dir = %q
+default_profile = "up"
+
+[[profiles]]
+name = "up"
+hostname = "127.0.0.1"
+port = %d
+delivery = "direct"
+smtp_timeout = "60s"
+`, t.TempDir(), port)
+	h := startHarness(t, cfg, Options{})
+	t.Cleanup(release) // before relay's shutdown, which waits for the session
+	c := dial(t, h.addr)
+	normalMessage(c, "app@example.com")
+	u.WaitMessages(t, 1, 10*time.Second)
+	c.send("QUIT")
+	c.expect(221) // fails after 10 s while the 221 waits for the upstream
 }

@@ -407,6 +407,7 @@ func (s *session) Reset() {
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error {
+	s.flushReplies() // limits.go: the client's 221 or 421 goes out first
 	s.cancel()
 	if !s.dataMu.TryLock() {
 		// Data is still running for BDAT: on STARTTLS go-smtp logs the

@@ -85,12 +85,11 @@ func (s *Spool) reuse(id string) *os.File {
 	return f
 }
 
-// track counts an open reader of message id, so that its file is not
-// recycled under it; the returned function ends it.
-func (s *Spool) track(id string) func() {
-	s.mu.Lock()
+// trackLocked counts an open reader of message id, so that its file is
+// not recycled under it; the returned function ends it. s.mu is held, as
+// for the index look-up that found id (Open).
+func (s *Spool) trackLocked(id string) func() {
 	s.reading[id]++
-	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
 		if s.reading[id]--; s.reading[id] <= 0 {

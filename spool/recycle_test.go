@@ -2,10 +2,13 @@ package spool
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -117,5 +120,56 @@ func TestRecyclingSparesReadersAndBigFiles(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), freePrefix) {
 		t.Errorf("the restart logged the recycled files:\n%s", logs.String())
+	}
+}
+
+// TestRemoveWhileOpening: a message removed while another goroutine opens
+// it is either not found or read to its end as it was; its file is never
+// recycled under a reader, to be overwritten by the next message. The race
+// is between Open's look-up in the index and its count of the reader: the
+// loop runs them side by side many times (bounded).
+func TestRemoveWhileOpening(t *testing.T) {
+	s := openSpool(t, t.TempDir(), Options{NoSync: true})
+	type opened struct {
+		r   io.ReadCloser
+		err error
+	}
+	hits := 0
+	var spin atomic.Int64
+	for i := range 10000 {
+		body := []byte(fmt.Sprintf("Subject: %d\r\n\r\nmessage %d\r\n", i, i))
+		id := commit(t, s, body, testEnvelope())
+		ch := make(chan opened, 1)
+		var start atomic.Bool
+		go func() {
+			for !start.Load() {
+			}
+			r, err := s.Open(id)
+			ch <- opened{r, err}
+		}()
+		start.Store(true)
+		for range i % 100 * 20 { // Remove a little later each time
+			spin.Add(1)
+		}
+		if err := s.Remove(id); err != nil {
+			t.Fatal(err)
+		}
+		o := <-ch
+		if o.err != nil {
+			continue
+		}
+		s.mu.Lock()
+		recycled := len(s.free)
+		s.mu.Unlock()
+		if recycled > 0 {
+			hits++
+			// The next message takes the file the reader still reads.
+			commit(t, s, bytes.Repeat([]byte("x"), len(body)), testEnvelope())
+		}
+		got, err := io.ReadAll(o.r)
+		o.r.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("iteration %d: a reader opened before Remove reads %q, %v; want %q (%d recycled under readers so far)", i, got, err, body, hits)
+		}
 	}
 }

@@ -234,20 +234,30 @@ func (s *Spool) Open(id string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	defer s.ops.RUnlock()
+	// The reader is counted in the look-up's critical section: a Remove
+	// that takes the message out of the index after it then finds the
+	// reader and deletes the file instead of recycling it under the
+	// reader (recycle.go).
 	s.mu.Lock()
 	e, ok := s.index[id]
+	var done func()
+	if ok {
+		done = s.trackLocked(id)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
 	f, err := openRead(s.msgPath(id))
 	if errors.Is(err, fs.ErrNotExist) { // removed meanwhile
+		done()
 		return nil, fmt.Errorf("spool: open %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
+		done()
 		return nil, fmt.Errorf("spool: open %s: %w", id, err)
 	}
-	return &message{io.NewSectionReader(f, e.off, e.env.Size), f, sync.OnceFunc(s.track(id))}, nil
+	return &message{io.NewSectionReader(f, e.off, e.env.Size), f, sync.OnceFunc(done)}, nil
 }
 
 // message is a queued message opened for reading.

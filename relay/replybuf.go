@@ -12,9 +12,9 @@ import (
 // flushed before every read from the client (deadlineConn.readClient, so
 // before any read that may block, as RFC 2920 §3.1 asks of a server), when
 // the session logs out and when the connection closes (go-smtp logs out
-// first, and in direct mode Logout waits for the upstream), when it holds replyFlushAt octets or more, and
-// at once for a 354, so that the client starts sending the message while
-// Data gets ready. A failed write is returned by every later write and
+// first, and in direct mode Logout waits for the upstream), when it holds
+// replyFlushAt octets or more, and at once for a 354, so that the client
+// starts sending the message while Data gets ready. A failed write is returned by every later write and
 // flush, so the read that flushed fails with it and go-smtp ends the
 // connection; one that timed out has expired the connection (limits.go).
 //

@@ -114,10 +114,11 @@ var errOutsideMessage = errors.New("relay: message reader used after its message
 // gate: the octets go-smtp's dataReader would give, with its limit. It
 // ends with io.EOF after the ".\r\n" line, with io.ErrUnexpectedEOF if
 // the client hangs up first, with the read error (a timeout) if reading
-// fails, and with smtp.ErrDataTooLarge on the read after the one that
-// gave the max-th octet, even if the message ends right there: go-smtp
-// refuses a message of max_message_bytes octets or more. Every error is
-// returned again by later reads.
+// fails, and with smtp.ErrDataTooLarge when the message goes on past its
+// max-th octet. A message of exactly max_message_bytes octets is read
+// whole, as SIZE (RFC 1870 §4: "the maximum fixed message size ... that
+// the server is willing to accept") and go-smtp's BDAT accept it; go-smtp's
+// own DATA reader refuses it. Every error is returned again by later reads.
 type messageReader struct {
 	gate    *lineGate
 	src     func([]byte) (int, error)
@@ -135,8 +136,16 @@ func (m *messageReader) Read(p []byte) (int, error) {
 	}
 	if m.limited {
 		if m.left <= 0 {
-			m.err = smtp.ErrDataTooLarge
-			return 0, m.err
+			// Read one octet more: none (io.EOF) if the message ends at
+			// max octets; any is past the limit, and the rest of the
+			// message is skipped when go-smtp ends it (lineGate.endData).
+			var probe [1]byte
+			n, err := m.gate.readMessage(probe[:], m.src)
+			if n > 0 {
+				err = smtp.ErrDataTooLarge
+			}
+			m.err = err
+			return 0, err
 		}
 		p = p[:min(int64(len(p)), m.left)]
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -115,6 +116,75 @@ max_message_bytes = 10000`), Options{})
 	normalMessage(c, "a@example.com")
 	if n := len(u.Messages()); n != 1 {
 		t.Fatalf("upstream got %d messages; want the normal one", n)
+	}
+}
+
+// TestMessageOfExactlyMaxBytes: max_message_bytes is the largest message
+// relay accepts, as its SIZE keyword says (RFC 1870 §4): a message of
+// exactly that many octets goes through by DATA (dot-stuffed) and by
+// BDAT, whole; one octet more gets
+// 552 5.3.4, and the session goes on.
+func TestMessageOfExactlyMaxBytes(t *testing.T) {
+	const max = 65536
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	h := startHarness(t, upstreamConfig(t, u, fmt.Sprintf("default_profile = \"up\"\nmax_message_bytes = %d", max)), Options{})
+	// message is a message of n octets whose lines start with dots, so
+	// that the client sends more than n octets of DATA.
+	message := func(n int) string {
+		head := "Subject: exactly max_message_bytes\r\n\r\n"
+		line := ".." + strings.Repeat("x", 60) + "\r\n" // 64 octets
+		body := strings.Repeat(line, (n-len(head))/len(line))
+		return head + body + strings.Repeat("y", n-len(head)-len(body)-2) + "\r\n"
+	}
+	stuff := func(m string) string { return strings.ReplaceAll(m, "\r\n.", "\r\n..") }
+	c := dial(t, h.addr)
+	c.ehlo()
+	delivered := 0
+	for _, tt := range []struct {
+		name string
+		size int
+		send func(m string) (int, string)
+	}{
+		{"DATA", max, func(m string) (int, string) { return c.data(stuff(m)) }},
+		{"DATA", max + 1, func(m string) (int, string) { return c.data(stuff(m)) }},
+		{"BDAT", max, func(m string) (int, string) {
+			c.send(fmt.Sprintf("BDAT %d LAST", len(m)))
+			if _, err := c.conn.Write([]byte(m)); err != nil {
+				t.Fatal(err)
+			}
+			code, lines := c.reply()
+			return code, lines[len(lines)-1]
+		}},
+	} {
+		m := message(tt.size)
+		if len(m) != tt.size {
+			t.Fatalf("message of %d octets; want %d", len(m), tt.size)
+		}
+		if tt.size > max {
+			c.must("MAIL FROM:<a@example.com>", 250, "") // SIZE would refuse it here
+		} else {
+			c.must(fmt.Sprintf("MAIL FROM:<a@example.com> SIZE=%d", tt.size), 250, "")
+		}
+		c.must("RCPT TO:<b@example.com>", 250, "")
+		code, last := tt.send(m)
+		if tt.size > max {
+			if code != 552 || !strings.HasPrefix(last, "552 5.3.4 ") {
+				t.Fatalf("%s of %d octets (max_message_bytes %d) → %q; want 552 5.3.4", tt.name, tt.size, max, last)
+			}
+			continue
+		}
+		if code != 250 {
+			t.Fatalf("%s of exactly max_message_bytes (%d octets) → %q; want 250", tt.name, tt.size, last)
+		}
+		delivered++
+		got := u.WaitMessages(t, delivered, 10*time.Second)[delivered-1]
+		if !strings.HasSuffix(string(got.Data), m) {
+			t.Fatalf("%s of %d octets: upstream got %d octets, not ending with the message", tt.name, tt.size, len(got.Data))
+		}
+	}
+	c.must("NOOP", 250, "")
+	if n := len(u.Messages()); n != delivered {
+		t.Fatalf("upstream got %d messages; want %d", n, delivered)
 	}
 }
 

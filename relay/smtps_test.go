@@ -113,6 +113,14 @@ func TestTLSHandshakeFailuresLogged(t *testing.T) {
 			conn.Write([]byte("EHLO plain.example.com\r\n"))
 			readAll(t, conn)
 		}, []string{"listener=smtps", "first record does not look like a TLS handshake"}},
+		{"ClientHello cut short on the SMTPS port", func(t *testing.T) {
+			conn, err := net.Dial("tcp", smtpsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.Write([]byte("\x16\x03\x01\x01\x00\x01\x00")) // a handshake record's header, 2 octets of 256
+			conn.Close()
+		}, []string{"listener=smtps", "unexpected EOF"}},
 		{"TLS 1.0 only to the SMTPS port", func(t *testing.T) {
 			conn, err := tls.Dial("tcp", smtpsAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
 			if err == nil {
@@ -167,6 +175,26 @@ func TestTLSHandshakeFailuresLogged(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// A TCP health check or a port scan (connect, then close without an
+	// octet) is no failed handshake: one DEBUG line, nothing at INFO.
+	before := len(h.logs.String())
+	conn, err := net.Dial("tcp", smtpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	testpeer.WaitFor(t, "the health check's log line", 5*time.Second, func() bool {
+		return len(grepLines(h.logs.String()[before:], "connection closed before TLS handshake")) > 0
+	})
+	time.Sleep(50 * time.Millisecond) // a second line would come now
+	logs := h.logs.String()[before:]
+	if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 1 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[0], "client=127.0.0.1") {
+		t.Errorf("a connection closed before its handshake logged %q; want one DEBUG line with the client", lines)
+	}
+	if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 0 {
+		t.Errorf("a connection closed before its handshake logged %q; want no failure", lines)
 	}
 }
 

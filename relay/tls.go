@@ -3,7 +3,9 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -30,8 +32,17 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, dea
 }
 
 // logTLSFailure logs a failed TLS handshake of a client, once per
-// connection.
+// connection. A connection to the implicit-TLS listener that ends before
+// its first octet (crypto/tls's io.EOF; one cut inside the ClientHello is
+// io.ErrUnexpectedEOF) is a TCP health check or a port scan, not a client
+// that failed: it is logged at DEBUG only, as a plain connection that
+// says nothing is. After STARTTLS the client asked for TLS, so leaving
+// there is a failure.
 func (s *Server) logTLSFailure(client netip.Addr, listener string, err error) {
+	if listener == "smtps" && errors.Is(err, io.EOF) {
+		s.logger.Debug("connection closed before TLS handshake", "client", client.String(), "listener", listener)
+		return
+	}
 	s.logger.Info("TLS handshake failed", "client", client.String(), "listener", listener, "error", err.Error())
 }
 

@@ -3,7 +3,9 @@ package relay
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/relaymail/relay/internal/testpeer"
 )
@@ -70,5 +72,72 @@ tls_key_file = %q`, certFile, keyFile)), Options{})
 	}
 	if len(msgs) != 70 {
 		t.Errorf("upstream got %d messages; want the 70 normal ones", len(msgs))
+	}
+}
+
+// TestBDATAbandonedLogged: a BDAT message the client ends before its LAST
+// chunk (RSET, EHLO, STARTTLS, a hang-up) gets no reply, so it is logged
+// once as "message abandoned", not as a refused command; and the next
+// refusal go-smtp answers itself is still logged (an abandoned message
+// announces no refusal of relay's own). In direct and in queue mode.
+func TestBDATAbandonedLogged(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	pki := testpeer.TestPKI(t)
+	_, certFile, keyFile := pki.Files(t)
+	tlsKeys := fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n", certFile, keyFile)
+	for _, mode := range []struct {
+		name string
+		cfg  string
+		opts Options
+	}{
+		{"direct", upstreamConfig(t, u, "default_profile = \"up\"\n"+tlsKeys), Options{}},
+		{"queue", strings.Replace(queueConfig(t, u.Addr), "[queue]", tlsKeys+"\n[queue]", 1), Options{Spool: testpeer.OpenSpool(t, t.TempDir())}},
+	} {
+		h := startHarness(t, mode.cfg, mode.opts)
+		for _, tt := range []struct {
+			name      string
+			interrupt func(c *client)
+		}{
+			{"RSET", func(c *client) { c.must("RSET", 250, "") }},
+			{"EHLO", func(c *client) { c.ehlo() }},
+			{"STARTTLS", func(c *client) {
+				c.startTLS(&tls.Config{RootCAs: pki.CAPool, ServerName: "localhost"})
+				c.ehlo()
+			}},
+			{"a hang-up", func(c *client) { c.conn.Close() }},
+		} {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				before := len(h.logs.String())
+				c := dial(t, h.addr)
+				c.ehlo()
+				c.must("MAIL FROM:<a@example.com>", 250, "")
+				c.must("RCPT TO:<b@example.com>", 250, "")
+				c.send("BDAT 5")
+				c.conn.Write([]byte("abcde"))
+				c.expect(250)
+				tt.interrupt(c)
+				testpeer.WaitFor(t, "the abandoned message's log line", 5*time.Second, func() bool {
+					return len(grepLines(h.logs.String()[before:], "message abandoned")) > 0
+				})
+				if tt.name != "a hang-up" {
+					c.must("RCPT TO:<b@example.com>", 502, "5.5.1") // go-smtp's own: no MAIL yet
+					testpeer.WaitFor(t, "go-smtp's refusal to be logged", 5*time.Second, func() bool {
+						return len(grepLines(h.logs.String()[before:], "answered by the SMTP library")) > 0
+					})
+				}
+				c.conn.Close()
+				h.waitIdle(t)
+				logs := h.logs.String()[before:]
+				if lines := grepLines(logs, "message abandoned"); len(lines) != 1 || !strings.Contains(lines[0], "command=BDAT") || !strings.Contains(lines[0], "client=127.0.0.1") || !strings.Contains(lines[0], "level=INFO") {
+					t.Errorf("log lines for the abandoned message: %q; want one INFO line with the client and command=BDAT", lines)
+				}
+				if lines := grepLines(logs, "command=DATA"); len(lines) != 0 {
+					t.Errorf("the abandoned message was logged as a refused DATA: %q", lines)
+				}
+			})
+		}
+	}
+	if n := len(u.Messages()); n != 0 {
+		t.Errorf("upstream got %d abandoned messages; want none", n)
 	}
 }

@@ -27,7 +27,11 @@ type refusal struct {
 	// logged marks a refusal already logged as a message event
 	// ("delivery failed"), which answer does not log again.
 	logged bool
-	attrs  []any
+	// abandoned marks a message the client gave up before its end
+	// (clientDataRefusal): no reply is sent, so answer logs
+	// "message abandoned" instead of a refusal.
+	abandoned bool
+	attrs     []any
 }
 
 func (r *refusal) Error() string { return replyString(r.reply) }
@@ -55,6 +59,10 @@ func (s *session) answer(cmd string, err error, attrs ...any) error {
 		r = &refusal{reply: se}
 	}
 	if r.reply.Code < 400 {
+		return r.reply
+	}
+	if r.abandoned {
+		s.logger.Info("message abandoned", append([]any{"command", "BDAT", "reason", "the client ended the message before its LAST chunk (RSET, EHLO, STARTTLS or a hang-up)"}, r.attrs...)...)
 		return r.reply
 	}
 	s.expectRefusal()

@@ -267,7 +267,7 @@ func (s *session) data(r io.Reader) error {
 	if in.err != nil && !errors.Is(in.err, io.EOF) {
 		// The client's side failed: too big, cut off or timed out. The
 		// upstream never got the end of the message.
-		return &refusal{reply: clientDataError(in.err), cause: in.err, attrs: []any{"id", tx.id, "profile", tx.profile.Name, "size", counted.n}}
+		return clientDataRefusal(in.err, "id", tx.id, "profile", tx.profile.Name, "size", counted.n)
 	}
 	if body.Normalized > 0 {
 		log.Info("line endings normalised to CRLF", "count", body.Normalized)
@@ -318,7 +318,7 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	if _, err := io.Copy(w, body); err != nil {
 		w.Abort()
 		if in.err != nil && !errors.Is(in.err, io.EOF) {
-			return &refusal{reply: clientDataError(in.err), cause: in.err, attrs: []any{"id", tx.id, "profile", tx.profile.Name}}
+			return clientDataRefusal(in.err, "id", tx.id, "profile", tx.profile.Name)
 		}
 		return localTrouble("write the spool file", err)
 	}
@@ -360,6 +360,15 @@ func (s *session) reply(err error) *refusal {
 		return &refusal{reply: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}}
 	}
 	return localTrouble("deliver", err)
+}
+
+// clientDataRefusal is the refusal of a message whose reading failed on
+// the client's side with err. A BDAT message the client ended before its
+// LAST chunk (RSET, EHLO, STARTTLS, a hang-up: go-smtp closes the pipe
+// with smtp.ErrDataReset) is abandoned, not refused: go-smtp never sends
+// its reply.
+func clientDataRefusal(err error, attrs ...any) *refusal {
+	return &refusal{reply: clientDataError(err), cause: err, attrs: attrs, abandoned: errors.Is(err, smtp.ErrDataReset)}
 }
 
 func clientDataError(err error) *smtp.SMTPError {

@@ -4,15 +4,29 @@
 # with bench/relay.toml (queue mode, fsync on). Prints, per workload, the
 # median end-to-end messages/s of REPEATS runs for each, the ratios
 # relay/postfix and relay/ceiling, and relay's peak RSS.
-# usage: [REPEATS=3] bench/compare.sh
+# usage: [REPEATS=3] [BENCH_PORTS=26100] bench/compare.sh
 #        RELAY_PORT=P RELAY_SINK_PORT=S bench/compare.sh   # a relay you started
+# Ports on 127.0.0.1, from BENCH_PORTS=B: Postfix B and its sink B+1, the
+# ceiling B+50, relay B+100 and its sink B+101 (PF_PORT, PF_SINK, CEIL_PORT
+# set one each). A port already in use stops the run before it starts.
 # Needs root, Go and Debian's postfix package (smtp-source, smtp-sink,
 # postfix). Loopback only; every step is bounded (throughput.sh waits at
 # most WAIT_S=120 s per run).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 repeats=${REPEATS:-3}
-PF_PORT=${PF_PORT:-26100} PF_SINK=${PF_SINK:-26101} CEIL_PORT=${CEIL_PORT:-26150}
+base=${BENCH_PORTS:-26100}
+PF_PORT=${PF_PORT:-$base} PF_SINK=${PF_SINK:-$((base + 1))} CEIL_PORT=${CEIL_PORT:-$((base + 50))}
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+busy=""
+for port in "$PF_PORT" "$PF_SINK" "$CEIL_PORT" ${RELAY_PORT:-$((base + 100))} "${RELAY_SINK_PORT:-$((base + 101))}"; do
+  [ "$port" = "${RELAY_PORT:-}" ] && continue   # the relay you started listens there
+  listening "$port" && busy="$busy $port"
+done
+if [ -n "$busy" ]; then
+  echo "compare.sh: 127.0.0.1 port(s)$busy already in use (another compare.sh run?); pick others with BENCH_PORTS=<base>" >&2
+  exit 1
+fi
 work=$(mktemp -d /tmp/relay-bench.XXXXXX)
 chmod 755 "$work"   # Postfix's users enter its directory in here
 export POSTFIX_BENCH_DIR="$work/postfix"
@@ -25,16 +39,19 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "${RELAY_PORT:-}" ]; then
-  RELAY_PORT=26200 RELAY_SINK_PORT=26201   # as in bench/relay.toml
+  RELAY_PORT=$((base + 100)) RELAY_SINK_PORT=$((base + 101))
   echo "building relay" >&2
   (cd "$here/.." && timeout 600 go build -o "$work/relay" ./cmd/relay) || exit 1
-  cp "$here/relay.toml" "$work/relay.toml"
+  # bench/relay.toml with this run's ports (26200 and 26201 as written)
+  sed -e "s/127\.0\.0\.1:26200/127.0.0.1:$RELAY_PORT/" -e "s/^port = 26201$/port = $RELAY_SINK_PORT/" "$here/relay.toml" >"$work/relay.toml"
+  grep -q "127.0.0.1:$RELAY_PORT\"" "$work/relay.toml" && grep -q "^port = $RELAY_SINK_PORT$" "$work/relay.toml" ||
+    { echo "compare.sh: could not set the ports in relay.toml" >&2; exit 1; }
   (cd "$work" && exec ./relay serve -config relay.toml >relay.log 2>&1) &
   relay_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RELAY_PORT") 2>/dev/null && break; sleep 0.1; done
-  (exec 3<>"/dev/tcp/127.0.0.1/$RELAY_PORT") 2>/dev/null || { echo "relay does not listen; see its log:" >&2; cat "$work/relay.log" >&2; exit 1; }
+  for _ in $(seq 100); do listening "$RELAY_PORT" && break; sleep 0.1; done
+  listening "$RELAY_PORT" || { echo "relay does not listen; see its log:" >&2; cat "$work/relay.log" >&2; exit 1; }
 fi
-RELAY_SINK_PORT=${RELAY_SINK_PORT:-26201}
+RELAY_SINK_PORT=${RELAY_SINK_PORT:-$((base + 101))}
 "$here/postfix-relay.sh" start "$PF_PORT" "$PF_SINK" || exit 1
 
 rate() { "$here/throughput.sh" "$@" | sed -n 's/.*delivered_per_s=\([0-9]*\) delivered=\([0-9]*\)\/\([0-9]*\).*/\1 \2 \3/p'; }

@@ -69,11 +69,13 @@ type Server struct {
 
 	throttle *authThrottle
 
-	mu       sync.Mutex
-	conns    map[netip.Addr]int
-	total    int
-	live     map[*deadlineConn]struct{}
-	draining bool
+	mu        sync.Mutex
+	conns     map[netip.Addr]int
+	total     int
+	live      map[*deadlineConn]struct{}
+	draining  bool
+	stopped   bool              // Shutdown or Close was called: serve serves no more
+	listeners []*servedListener // what serve gave go-smtp, closed on stop
 }
 
 // state is everything a configuration decides; a reload swaps it whole.
@@ -208,12 +210,60 @@ func (s *Server) serveHandoff() {
 	}
 }
 
+// serve runs srv on ln until the server stops. go-smtp's Serve, called
+// after its Shutdown or Close, takes the listener and accepts on it for
+// ever, so relay keeps its own account: a listener that comes after the
+// stop is closed at once, and the stop closes every listener given before
+// (stopServing), even one go-smtp has not taken yet.
 func (s *Server) serve(srv *smtp.Server, ln net.Listener) error {
-	err := srv.Serve(ln)
-	if errors.Is(err, smtp.ErrServerClosed) {
+	sl := &servedListener{Listener: ln}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, sl)
+	s.mu.Unlock()
+	err := srv.Serve(sl)
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) && s.isStopped() {
 		return nil
 	}
 	return err
+}
+
+// stopServing marks the server stopped and closes the listeners serve
+// gave go-smtp: Shutdown and Close call it first.
+func (s *Server) stopServing() {
+	s.mu.Lock()
+	s.stopped = true
+	ls := s.listeners
+	s.listeners = nil
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+func (s *Server) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// servedListener is a listener relay and go-smtp may both close: the
+// first Close closes it, and later ones return what the first did (go-smtp's
+// Shutdown reports a listener's Close error, and would otherwise report
+// one relay had closed already).
+type servedListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *servedListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // Shutdown stops accepting connections, ends the idle ones (421), lets the
@@ -221,6 +271,7 @@ func (s *Server) serve(srv *smtp.Server, ln net.Listener) error {
 // connection after its transaction; then it closes the rest. Connections
 // in the clear and TLS ones alike.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopServing()
 	s.mu.Lock()
 	s.draining = true
 	for dc := range s.live {
@@ -243,6 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
+	s.stopServing()
 	s.cancel()
 	if s.queue != nil {
 		s.queue.Close()

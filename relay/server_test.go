@@ -623,3 +623,55 @@ func TestShutdownEndsIdleConnectionsAndLetsTransactionsFinish(t *testing.T) {
 		t.Fatalf("Shutdown() = %v", err)
 	}
 }
+
+// TestServeAfterStop: a stop that comes before Serve or ServeTLS has
+// started (a SIGTERM right after start) stops it too: Serve returns at
+// once and closes its listener. go-smtp's own Serve, called after its
+// Shutdown, takes the listener and accepts on it for ever, so relay serve
+// never returned.
+func TestServeAfterStop(t *testing.T) {
+	_, certFile, keyFile := testpeer.TestPKI(t).Files(t)
+	cfg, _ := maildirConfig(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	for _, stop := range []string{"Shutdown", "Close"} {
+		for _, serve := range []string{"Serve", "ServeTLS"} {
+			t.Run(stop+"/"+serve, func(t *testing.T) {
+				h := startHarness(t, cfg, Options{})
+				if stop == "Shutdown" {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					if err := h.srv.Shutdown(ctx); err != nil {
+						t.Fatalf("Shutdown() = %v", err)
+					}
+				} else {
+					h.srv.Close()
+				}
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				done := make(chan error, 1)
+				go func() {
+					if serve == "Serve" {
+						done <- h.srv.Serve(ln)
+					} else {
+						done <- h.srv.ServeTLS(ln)
+					}
+				}()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("%s after %s = %v; want nil", serve, stop, err)
+					}
+				case <-time.After(10 * time.Second):
+					ln.Close() // ends the Serve
+					t.Fatalf("%s after %s still serves after 10 s", serve, stop)
+				}
+				if c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second); err == nil {
+					c.Close()
+					t.Errorf("%s after %s left its listener open", serve, stop)
+				}
+			})
+		}
+	}
+}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/relaymail/relay/internal/testpeer"
 )
 
 // TestSystemConfigNote: on a packaged install (the service's configuration
@@ -46,6 +50,39 @@ func TestSystemConfigNote(t *testing.T) {
 			t.Errorf("relay %s with the service's file: exit %d, stdout %q, stderr %q;\nwant exit %d, stdout %q, stderr one line ending in %q, then %q", args, code, out, errOut, code0, out0, hint, err0)
 		}
 		os.Remove(systemConfig)
+	}
+
+	// relay serve on the embedded default: among its start-up lines, on
+	// stdout (announce).
+	serveNote := func() string {
+		t.Helper()
+		events := make(recordingNotifier, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stdout, stderr := &testpeer.Buffer{}, &testpeer.Buffer{}
+		done := make(chan int, 1)
+		go func() {
+			done <- serve(ctx, []string{"-listen", "127.0.0.1:0", "-admin-listen="}, stdout, stderr, serveHooks{notifier: func(*slog.Logger) stateNotifier { return events }})
+		}()
+		events.next(t, "ready")
+		cancel() // at once: relay serve stops even before it serves (TestServeAfterStop)
+		if code := <-done; code != 0 {
+			t.Fatalf("relay serve on the embedded default exited %d:\n%s", code, stderr.String())
+		}
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			if strings.Contains(line, systemConfig) {
+				return line
+			}
+		}
+		return ""
+	}
+	if line := serveNote(); line != "" {
+		t.Errorf("relay serve without the service's file: stderr names it: %q", line)
+	}
+	os.MkdirAll(filepath.Dir(systemConfig), 0o755)
+	os.WriteFile(systemConfig, []byte("[server]\nlisten = \"127.0.0.1:2626\"\n"), 0o644)
+	if line := serveNote(); !strings.HasSuffix(line, hint) {
+		t.Errorf("relay serve with the service's file: stderr line %q; want one naming it, ending in %q", line, hint)
 	}
 
 	// A configuration of its own: ./relay.toml, $RELAY_CONFIG or -config.

@@ -10,6 +10,20 @@ import (
 	"github.com/relaymail/relay/internal/testpeer"
 )
 
+// openBDAT connects to addr and starts a BDAT message with one chunk of
+// size octets (at most 5), not the LAST: the message stays open.
+func openBDAT(t *testing.T, addr string, size int) *client {
+	t.Helper()
+	c := dial(t, addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com>", 250, "")
+	c.must("RCPT TO:<b@example.com>", 250, "")
+	c.send(fmt.Sprintf("BDAT %d", size))
+	c.conn.Write([]byte("abcde"[:size]))
+	c.expect(250)
+	return c
+}
+
 // TestBDATInterrupted: go-smtp runs Data for BDAT in a goroutine of its
 // own and keeps reading commands while a message is unfinished, calling
 // the session's Reset, Logout and Auth meanwhile. Interrupting a BDAT
@@ -47,13 +61,7 @@ tls_key_file = %q`, certFile, keyFile)), Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := 0; i < 10; i++ { // races show up only sometimes
-				c := dial(t, h.addr)
-				c.ehlo()
-				c.must("MAIL FROM:<a@example.com>", 250, "")
-				c.must("RCPT TO:<b@example.com>", 250, "")
-				c.send(fmt.Sprintf("BDAT %d", tt.size))
-				c.conn.Write([]byte("abcde"[:tt.size]))
-				c.expect(250)
+				c := openBDAT(t, h.addr, tt.size)
 				tt.interrupt(c)
 				if tt.name != "the end of the connection" {
 					normalMessage(c, "a@example.com")
@@ -108,13 +116,7 @@ func TestBDATAbandonedLogged(t *testing.T) {
 		} {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				before := len(h.logs.String())
-				c := dial(t, h.addr)
-				c.ehlo()
-				c.must("MAIL FROM:<a@example.com>", 250, "")
-				c.must("RCPT TO:<b@example.com>", 250, "")
-				c.send("BDAT 5")
-				c.conn.Write([]byte("abcde"))
-				c.expect(250)
+				c := openBDAT(t, h.addr, 5)
 				tt.interrupt(c)
 				testpeer.WaitFor(t, "the abandoned message's log line", 5*time.Second, func() bool {
 					return len(grepLines(h.logs.String()[before:], "message abandoned")) > 0

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -195,18 +194,11 @@ func quitHoldProxy(t *testing.T, upstream string) (port int, release func()) {
 func TestQuitAnsweredBeforeUpstreamQuit(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	port, release := quitHoldProxy(t, u.Addr)
-	cfg := fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "up"
-
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-delivery = "direct"
-smtp_timeout = "60s"
-`, t.TempDir(), port)
+	// The upstream's QUIT is held longer than the client waits for its 221.
+	cfg := strings.Replace(directConfig(t, port), `smtp_timeout = "2s"`, `smtp_timeout = "60s"`, 1)
+	if !strings.Contains(cfg, `smtp_timeout = "60s"`) {
+		t.Fatalf("directConfig's smtp_timeout is no longer 2s:\n%s", cfg)
+	}
 	h := startHarness(t, cfg, Options{})
 	t.Cleanup(release) // before relay's shutdown, which waits for the session
 	c := dial(t, h.addr)

@@ -143,3 +143,30 @@ func TestBDATAbandonedLogged(t *testing.T) {
 		t.Errorf("upstream got %d abandoned messages; want none", n)
 	}
 }
+
+// TestBDATRefusalNeverSentForgotten: relay refuses a BDAT message during
+// a chunk before LAST (its header is too long) after go-smtp has answered
+// the chunk 250; the client then sends RSET instead of another BDAT, so
+// go-smtp never sends relay's 552. The refusal relay announced to the
+// reply watch must not swallow the log line of the next refusal go-smtp
+// answers itself.
+func TestBDATRefusalNeverSentForgotten(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	h := startHarness(t, upstreamConfig(t, u, "default_profile = \"up\"\nmax_header_bytes = 100\n"), Options{})
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com>", 250, "")
+	c.must("RCPT TO:<b@example.com>", 250, "")
+	chunk := "X-Long: " + strings.Repeat("a", 300) + "\r\n"
+	c.send(fmt.Sprintf("BDAT %d", len(chunk)))
+	c.conn.Write([]byte(chunk))
+	c.expect(250) // go-smtp's Continue: the chunk went into the pipe whole
+	testpeer.WaitFor(t, "relay's refusal of the message", 5*time.Second, func() bool {
+		return len(grepLines(h.logs.String(), "command=DATA")) > 0
+	})
+	c.must("RSET", 250, "")
+	c.must("RCPT TO:<b@example.com>", 502, "5.5.1") // go-smtp's own: no MAIL yet
+	testpeer.WaitFor(t, "go-smtp's refusal to be logged", 5*time.Second, func() bool {
+		return len(grepLines(h.logs.String(), "answered by the SMTP library")) > 0
+	})
+}

@@ -116,6 +116,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 // Data implements smtp.Session (session.go: data).
 func (s *session) Data(r io.Reader) error {
+	// Held through the answer, so that a Reset waits for its refusal to
+	// be announced (replyWatch.forget).
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	return s.answer("DATA", s.data(r))
 }
 
@@ -165,6 +169,13 @@ func (w *replyWatch) expect() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.expected++
+}
+
+// forget drops the refusals announced whose reply never went out (Reset).
+func (w *replyWatch) forget() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expected = 0
 }
 
 // expectRefusal tells the connection's replyWatch that the next refusal

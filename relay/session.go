@@ -240,9 +240,8 @@ func (s *session) begin() error {
 
 // data receives the message (Data, refusal.go, which makes every error an
 // *smtp.SMTPError: go-smtp turns anything else into a permanent 554).
+// Data holds s.dataMu, through its answer.
 func (s *session) data(r io.Reader) error {
-	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
@@ -402,6 +401,12 @@ func (s *session) Reset() {
 	// still running ends soon.
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
+	if s.dc != nil {
+		// Every reply relay announced has gone out by now, but that of a
+		// BDAT message refused before its LAST chunk and then ended by
+		// RSET, EHLO or STARTTLS: go-smtp never sends it.
+		s.dc.replies.forget()
+	}
 	if s.tx != nil && s.tx.begun && s.delivery != nil {
 		if err := s.delivery.Reset(s.ctx); err != nil {
 			s.delivery.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -232,5 +233,63 @@ func TestSMTPSStopsWithTheServer(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ServeTLS did not return after Shutdown")
+	}
+}
+
+// TestTLSHandshakeAbandonedAfterClientHello: a client that sends its
+// ClientHello, reads the server's reply and then hangs up without an
+// alert (as a client that does not trust the certificate may) failed its
+// handshake: crypto/tls reports io.EOF there too (a close at a record
+// boundary), but the connection said something, so it is no health
+// check: "TLS handshake failed" at INFO, not the DEBUG line of a
+// connection closed before its first octet.
+func TestTLSHandshakeAbandonedAfterClientHello(t *testing.T) {
+	cfg, _ := smtpsConfig(t, "")
+	h := startHarness(t, cfg, Options{})
+	smtpsAddr, _ := h.serveTLS(t)
+
+	// A real ClientHello record, from crypto/tls over a pipe.
+	cp, sp := net.Pipe()
+	go tls.Client(cp, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}).Handshake()
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(sp, head); err != nil {
+		t.Fatal(err)
+	}
+	hello := make([]byte, 5+int(head[3])<<8|int(head[4]))
+	copy(hello, head)
+	if _, err := io.ReadFull(sp, hello[5:]); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	cp.Close()
+
+	before := len(h.logs.String())
+	conn, err := net.Dial("tcp", smtpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, make([]byte, 5)); err != nil { // the ServerHello's record header
+		t.Fatalf("no reply to the ClientHello: %v", err)
+	}
+	// The rest of the server's flight, so that the close is a FIN, not a
+	// reset for octets left unread.
+	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	io.Copy(io.Discard, conn)
+	conn.Close()
+	testpeer.WaitFor(t, "the abandoned handshake's log line", 5*time.Second, func() bool {
+		logs := h.logs.String()[before:]
+		return len(grepLines(logs, "TLS handshake failed"))+len(grepLines(logs, "connection closed before TLS handshake")) > 0
+	})
+	time.Sleep(50 * time.Millisecond) // a second line would come now
+	logs := h.logs.String()[before:]
+	if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "listener=smtps") || !strings.Contains(lines[0], "client=127.0.0.1") {
+		t.Errorf("a handshake abandoned after the ClientHello logged %q; want one INFO failure with the client:\n%s", lines, logs)
+	}
+	if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 0 {
+		t.Errorf("a handshake abandoned after the ClientHello logged %q as a connection that said nothing", lines)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,10 +21,11 @@ import (
 // deadlines are cleared after a handshake that succeeds.
 func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, deadline time.Time) (*tls.Conn, error) {
 	c.SetDeadline(deadline)
-	tc := tls.Server(c, s.tlsConfig)
+	rc := &readCountConn{Conn: c}
+	tc := tls.Server(rc, s.tlsConfig)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if ctx.Err() == nil {
-			s.logTLSFailure(remoteAddr(c), listener, err)
+			s.logTLSFailure(remoteAddr(c), listener, err, rc.read.Load())
 		}
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
@@ -32,18 +34,35 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, dea
 }
 
 // logTLSFailure logs a failed TLS handshake of a client, once per
-// connection. A connection to the implicit-TLS listener that ends before
-// its first octet (crypto/tls's io.EOF; one cut inside the ClientHello is
-// io.ErrUnexpectedEOF) is a TCP health check or a port scan, not a client
-// that failed: it is logged at DEBUG only, as a plain connection that
-// says nothing is. After STARTTLS the client asked for TLS, so leaving
-// there is a failure.
-func (s *Server) logTLSFailure(client netip.Addr, listener string, err error) {
-	if listener == "smtps" && errors.Is(err, io.EOF) {
+// connection; read is whether the client sent anything. A connection to
+// the implicit-TLS listener that ends before its first octet (crypto/tls's
+// io.EOF with nothing read: crypto/tls gives io.EOF for a close at any
+// record boundary, after a whole ClientHello too, and io.ErrUnexpectedEOF
+// for one cut inside a record) is a TCP health check or a port scan, not
+// a client that failed: it is logged at DEBUG only, as a plain connection
+// that says nothing is. After STARTTLS the client asked for TLS, so
+// leaving there is a failure.
+func (s *Server) logTLSFailure(client netip.Addr, listener string, err error, read bool) {
+	if listener == "smtps" && !read && errors.Is(err, io.EOF) {
 		s.logger.Debug("connection closed before TLS handshake", "client", client.String(), "listener", listener)
 		return
 	}
 	s.logger.Info("TLS handshake failed", "client", client.String(), "listener", listener, "error", err.Error())
+}
+
+// readCountConn is a client's socket under crypto/tls that notes whether
+// the client has sent an octet (logTLSFailure).
+type readCountConn struct {
+	net.Conn
+	read atomic.Bool
+}
+
+func (c *readCountConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.read.Load() {
+		c.read.Store(true)
+	}
+	return n, err
 }
 
 // tlsListener is the implicit-TLS listener (RFC 8314 §3.3). Each

@@ -92,7 +92,7 @@ func TestBDATAbandonedLogged(t *testing.T) {
 	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
 	pki := testpeer.TestPKI(t)
 	_, certFile, keyFile := pki.Files(t)
-	tlsKeys := fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n", certFile, keyFile)
+	tlsKeys := fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\nmax_message_bytes = 4096\n", certFile, keyFile)
 	for _, mode := range []struct {
 		name string
 		cfg  string
@@ -113,8 +113,19 @@ func TestBDATAbandonedLogged(t *testing.T) {
 				c.ehlo()
 			}},
 			{"a hang-up", func(c *client) { c.conn.Close() }},
+			// go-smtp answers a chunk past max_message_bytes itself (552),
+			// and ends the message as RSET does.
+			{"a chunk past max_message_bytes", func(c *client) {
+				c.send("BDAT 5000 LAST")
+				c.conn.Write([]byte(strings.Repeat("x", 5000)))
+				c.expect(552)
+			}},
 		} {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				libraryRefusals := 1 // the RCPT below
+				if strings.Contains(tt.name, "max_message_bytes") {
+					libraryRefusals++ // and the 552
+				}
 				before := len(h.logs.String())
 				c := openBDAT(t, h.addr, 5)
 				tt.interrupt(c)
@@ -123,8 +134,8 @@ func TestBDATAbandonedLogged(t *testing.T) {
 				})
 				if tt.name != "a hang-up" {
 					c.must("RCPT TO:<b@example.com>", 502, "5.5.1") // go-smtp's own: no MAIL yet
-					testpeer.WaitFor(t, "go-smtp's refusal to be logged", 5*time.Second, func() bool {
-						return len(grepLines(h.logs.String()[before:], "answered by the SMTP library")) > 0
+					testpeer.WaitFor(t, "go-smtp's refusals to be logged", 5*time.Second, func() bool {
+						return len(grepLines(h.logs.String()[before:], "answered by the SMTP library")) >= libraryRefusals
 					})
 				}
 				c.conn.Close()
@@ -132,6 +143,9 @@ func TestBDATAbandonedLogged(t *testing.T) {
 				logs := h.logs.String()[before:]
 				if lines := grepLines(logs, "message abandoned"); len(lines) != 1 || !strings.Contains(lines[0], "command=BDAT") || !strings.Contains(lines[0], "client=127.0.0.1") || !strings.Contains(lines[0], "level=INFO") {
 					t.Errorf("log lines for the abandoned message: %q; want one INFO line with the client and command=BDAT", lines)
+				}
+				if lines := grepLines(logs, "answered by the SMTP library"); tt.name != "a hang-up" && len(lines) != libraryRefusals {
+					t.Errorf("go-smtp's own refusals logged: %q; want %d", lines, libraryRefusals)
 				}
 				if lines := grepLines(logs, "command=DATA"); len(lines) != 0 {
 					t.Errorf("the abandoned message was logged as a refused DATA: %q", lines)

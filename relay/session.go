@@ -362,10 +362,10 @@ func (s *session) reply(err error) *refusal {
 }
 
 // clientDataRefusal is the refusal of a message whose reading failed on
-// the client's side with err. A BDAT message the client ended before its
-// LAST chunk (RSET, EHLO, STARTTLS, a hang-up: go-smtp closes the pipe
-// with smtp.ErrDataReset) is abandoned, not refused: go-smtp never sends
-// its reply.
+// the client's side with err. A BDAT message ended before its LAST chunk
+// (RSET, EHLO, STARTTLS, a hang-up, or a chunk past max_message_bytes that
+// go-smtp refuses itself: go-smtp closes the pipe with smtp.ErrDataReset)
+// is abandoned, not refused: go-smtp never sends its reply.
 func clientDataRefusal(err error, attrs ...any) *refusal {
 	return &refusal{reply: clientDataError(err), cause: err, attrs: attrs, abandoned: errors.Is(err, smtp.ErrDataReset)}
 }

@@ -179,23 +179,57 @@ func TestTLSHandshakeFailuresLogged(t *testing.T) {
 	}
 
 	// A TCP health check or a port scan (connect, then close without an
-	// octet) is no failed handshake: one DEBUG line, nothing at INFO.
-	before := len(h.logs.String())
+	// octet, with a FIN or with a reset) is no failed handshake: one DEBUG
+	// line, nothing at INFO.
+	for _, reset := range []bool{false, true} {
+		before := len(h.logs.String())
+		conn, err := net.Dial("tcp", smtpsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reset {
+			conn.(*net.TCPConn).SetLinger(0)  // Close sends RST
+			time.Sleep(50 * time.Millisecond) // the server reads, and gets the reset
+		}
+		conn.Close()
+		testpeer.WaitFor(t, "the health check's log line", 5*time.Second, func() bool {
+			logs := h.logs.String()[before:]
+			return len(grepLines(logs, "connection closed before TLS handshake"))+len(grepLines(logs, "TLS handshake failed")) > 0
+		})
+		time.Sleep(50 * time.Millisecond) // a second line would come now
+		logs := h.logs.String()[before:]
+		if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 1 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[0], "client=127.0.0.1") {
+			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want one DEBUG line with the client", reset, lines)
+		}
+		if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 0 {
+			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want no failure", reset, lines)
+		}
+	}
+}
+
+// TestSMTPSSilentClient: a client that connects to smtps_listen and sends
+// nothing (one set up for plain SMTP or STARTTLS, waiting for a 220) is
+// dropped after read_timeout with one INFO line that says what is likely
+// wrong.
+func TestSMTPSSilentClient(t *testing.T) {
+	cfg, _ := smtpsConfig(t, `read_timeout = "1s"`)
+	h := startHarness(t, cfg, Options{})
+	smtpsAddr, _ := h.serveTLS(t)
 	conn, err := net.Dial("tcp", smtpsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.Close()
-	testpeer.WaitFor(t, "the health check's log line", 5*time.Second, func() bool {
-		return len(grepLines(h.logs.String()[before:], "connection closed before TLS handshake")) > 0
-	})
-	time.Sleep(50 * time.Millisecond) // a second line would come now
-	logs := h.logs.String()[before:]
-	if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 1 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[0], "client=127.0.0.1") {
-		t.Errorf("a connection closed before its handshake logged %q; want one DEBUG line with the client", lines)
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(make([]byte, 100)); n != 0 || err == nil {
+		t.Errorf("a silent client on the SMTPS port read %d octets, %v; want the connection closed", n, err)
 	}
-	if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 0 {
-		t.Errorf("a connection closed before its handshake logged %q; want no failure", lines)
+	testpeer.WaitFor(t, "the failed handshake's log line", 5*time.Second, func() bool {
+		return len(grepLines(h.logs.String(), "TLS handshake failed")) > 0
+	})
+	lines := grepLines(h.logs.String(), "TLS handshake failed")
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "i/o timeout") || !strings.Contains(lines[0], `hint="the client sent nothing`) {
+		t.Errorf("log lines %q; want one INFO line with the timeout and the hint", lines)
 	}
 }
 

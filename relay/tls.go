@@ -38,16 +38,24 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, listener string, dea
 // the implicit-TLS listener that ends before its first octet (crypto/tls's
 // io.EOF with nothing read: crypto/tls gives io.EOF for a close at any
 // record boundary, after a whole ClientHello too, and io.ErrUnexpectedEOF
-// for one cut inside a record) is a TCP health check or a port scan, not
-// a client that failed: it is logged at DEBUG only, as a plain connection
-// that says nothing is. After STARTTLS the client asked for TLS, so
-// leaving there is a failure.
+// for one cut inside a record), or with a TCP reset, is a TCP health check
+// or a port scan, not a client that failed: it is logged at DEBUG only, as
+// a plain connection that says nothing is. One that sends nothing until
+// read_timeout is most likely a client set up for plain SMTP or STARTTLS,
+// waiting for a greeting that implicit TLS never sends: its line says so.
+// After STARTTLS the client asked for TLS, so leaving there is a failure.
 func (s *Server) logTLSFailure(client netip.Addr, listener string, err error, read bool) {
-	if listener == "smtps" && !read && errors.Is(err, io.EOF) {
-		s.logger.Debug("connection closed before TLS handshake", "client", client.String(), "listener", listener)
-		return
+	attrs := []any{"client", client.String(), "listener", listener, "error", err.Error()}
+	if listener == "smtps" && !read {
+		switch {
+		case errors.Is(err, io.EOF) || connReset(err):
+			s.logger.Debug("connection closed before TLS handshake", attrs[:4]...)
+			return
+		case isTimeout(err):
+			attrs = append(attrs, "hint", "the client sent nothing: one set up for plain SMTP or STARTTLS waits for a greeting here; point it at listen, or set it to implicit TLS (SSL/TLS, SMTPS)")
+		}
 	}
-	s.logger.Info("TLS handshake failed", "client", client.String(), "listener", listener, "error", err.Error())
+	s.logger.Info("TLS handshake failed", attrs...)
 }
 
 // readCountConn is a client's socket under crypto/tls that notes whether

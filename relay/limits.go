@@ -114,6 +114,8 @@ type deadlineConn struct {
 	out     replyBuffer // go-smtp's writes, until relay next reads (replybuf.go)
 	replies replyWatch  // refusals go-smtp answers itself, for their log line (refusal.go)
 	srv     *Server     // runs STARTTLS, when it has a certificate (starttls.go); nil in unit tests
+
+	logTLSHello sync.Once // errTLSHello is logged once
 }
 
 // newDeadlineConn wraps a client connection; sessionStart is when the
@@ -186,6 +188,17 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		n, err := c.gate.read(p, c.readClient)
+		if err == errTLSHello {
+			// go-smtp ends the connection without a reply; the client,
+			// which read the greeting as a TLS record, has given up already.
+			c.logTLSHello.Do(func() {
+				if c.srv != nil {
+					c.srv.logger.Info("TLS ClientHello on the plain listener", "client", remoteAddr(c.Conn).String(),
+						"hint", "the client uses implicit TLS (SSL/TLS, SMTPS) from the start: set it to STARTTLS or no encryption, or point it at smtps_listen")
+				}
+			})
+			return 0, fmt.Errorf("%w: %w", errTLSHello, net.ErrClosed)
+		}
 		cmd, ok := err.(startTLSCommand)
 		if !ok {
 			return n, err

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strconv"
 	"sync"
@@ -42,7 +43,10 @@ const (
 //   - after a 334, the SASL response line as it is: not a command;
 //   - never a STARTTLS command line, when the server has a certificate:
 //     read returns it as a startTLSCommand, and the connection runs
-//     STARTTLS itself (starttls.go).
+//     STARTTLS itself (starttls.go);
+//   - nothing of a connection in the clear that opens with a TLS record
+//     (a client set up for implicit TLS on the plain listener): read
+//     returns errTLSHello, then and ever after.
 //
 // The gate reads plaintext on every connection: on a TLS one (after
 // STARTTLS, or on smtps_listen) relay's *tls.Conn lies beneath it.
@@ -57,6 +61,7 @@ type lineGate struct {
 	err    error // the read error that ends the input, or ErrTooLongLine
 	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
 	sasl   bool  // after a 334: the next line is a SASL response, not a command
+	clear  bool  // a connection in the clear whose first octet is still to come
 
 	msg     unstuffer // gateData: where the message is
 	claimed bool      // gateData: the session reads the message (readMessage)
@@ -65,6 +70,14 @@ type lineGate struct {
 
 // endOfData is all go-smtp reads of a DATA message.
 const endOfData = ".\r\n"
+
+// errTLSHello: a connection in the clear opened with a TLS handshake
+// record (RFC 8446 §5.1: content type 22, which no SMTP command starts
+// with), the ClientHello of a client set up for implicit TLS.
+var errTLSHello = errors.New("relay: a TLS ClientHello on a connection in the clear")
+
+// tlsHandshakeRecord is the content type of a TLS handshake record.
+const tlsHandshakeRecord = 0x16
 
 func newLineGate() *lineGate {
 	return &lineGate{buf: make([]byte, gateBuffer)}
@@ -84,7 +97,7 @@ func (g *lineGate) read(p []byte, src func([]byte) (int, error)) (int, error) {
 		if n := g.handOn(p); n > 0 {
 			return n, nil
 		}
-		if g.err == smtp.ErrTooLongLine {
+		if g.err == smtp.ErrTooLongLine || g.err == errTLSHello {
 			return 0, g.err
 		}
 		if g.raw > 0 {
@@ -194,6 +207,13 @@ func (g *lineGate) claimMessage() bool {
 func (g *lineGate) check() error {
 	if g.mode != gateCommands {
 		return nil
+	}
+	if g.clear && g.w > g.r {
+		g.clear = false
+		if g.buf[g.r] == tlsHandshakeRecord {
+			g.err = errTLSHello
+			return g.err
+		}
 	}
 	i := bytes.IndexByte(g.buf[g.r:g.w], '\n')
 	if i < 0 {

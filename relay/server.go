@@ -371,6 +371,8 @@ func (s *Server) gate(c net.Conn, sessionStart time.Time) *deadlineConn {
 	dc := newDeadlineConn(c, s.plain.ReadTimeout, s.opts.Limits, sessionStart)
 	dc.srv = s
 	dc.gate.tlsCmd = s.tlsConfig != nil
+	_, isTLS := c.(*tls.Conn)
+	dc.gate.clear = !isTLS
 	dc.replies.log = func(reply string) { s.logLibraryRefusal(addr, reply) }
 	s.track(dc)
 	return dc

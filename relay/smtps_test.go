@@ -327,3 +327,43 @@ func TestTLSHandshakeAbandonedAfterClientHello(t *testing.T) {
 		t.Errorf("a handshake abandoned after the ClientHello logged %q as a connection that said nothing", lines)
 	}
 }
+
+// TestImplicitTLSOnPlainListener: a client set up for implicit TLS (SSL/TLS,
+// SMTPS) that connects to the plain listener opens with a TLS ClientHello.
+// relay does not read it as commands (go-smtp answered each binary "line"
+// with 501 and logged five refusals): it closes the connection with one
+// INFO line that says what is wrong, with or without a certificate.
+func TestImplicitTLSOnPlainListener(t *testing.T) {
+	withCert, _ := smtpsConfig(t, "")
+	without, _ := maildirConfig(t, "")
+	for name, cfg := range map[string]string{"with a certificate": withCert, "without": without} {
+		t.Run(name, func(t *testing.T) {
+			h := startHarness(t, cfg, Options{})
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", h.addr, &tls.Config{RootCAs: testpeer.TestPKI(t).CAPool, ServerName: "localhost"})
+			if err == nil {
+				conn.Close()
+				t.Fatal("a TLS handshake on the plain listener succeeded")
+			}
+			testpeer.WaitFor(t, "the log line", 5*time.Second, func() bool {
+				return len(grepLines(h.logs.String(), "TLS ClientHello on the plain listener")) > 0
+			})
+			h.waitIdle(t)
+			logs := h.logs.String()
+			if lines := grepLines(logs, "TLS ClientHello on the plain listener"); len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "client=127.0.0.1") || !strings.Contains(lines[0], `hint="`) {
+				t.Errorf("log lines %q; want one INFO line with the client and a hint", lines)
+			}
+			if lines := grepLines(logs, "command refused"); len(lines) != 0 {
+				t.Errorf("the ClientHello was read as commands: %q", lines)
+			}
+
+			// Only a connection's first octet counts: later, the same
+			// octets are a bad command like any other.
+			c := dial(t, h.addr)
+			c.ehlo()
+			if code, last := c.cmd("\x16\x03\x01 not a command"); code != 500 && code != 501 {
+				t.Errorf("a TLS record header after EHLO → %q; want a syntax error", last)
+			}
+			c.must("NOOP", 250, "")
+		})
+	}
+}

@@ -6,6 +6,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -220,7 +221,8 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 		return nil, classify(s.addr, StepConnect, err)
 	}
 	tr.note("connected to " + s.addr)
-	conn := net.Conn(&timeoutConn{Conn: raw, timeout: s.timeout})
+	tc := &timeoutConn{Conn: raw, timeout: s.timeout}
+	conn := net.Conn(tc)
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer func() {
 		stop()
@@ -240,7 +242,14 @@ func (s *Sender) dial(ctx context.Context) (c *Conn, err error) {
 	}
 	w := newWire(conn, tr)
 	if err := greeting(w); err != nil {
-		return nil, classify(s.addr, StepGreeting, err)
+		ue := classify(s.addr, StepGreeting, err)
+		if !s.profile.UseSSL && !tc.read && isTimeout(err) {
+			// A server on a port for implicit TLS waits for the
+			// handshake and sends nothing (RFC 8314 §3.3); so does one
+			// too slow to greet.
+			ue.Message += "; the server sent nothing: if this port expects implicit TLS (usually 465), set use_ssl = true"
+		}
+		return nil, ue
 	}
 	ext, err := ehlo(w, helo)
 	if err != nil {
@@ -320,8 +329,14 @@ func startTLS(w *wire, ext extensions) error {
 func (s *Sender) handshake(ctx context.Context, conn net.Conn) (net.Conn, error) {
 	tc := tls.Client(conn, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true, Err: err,
-			Message: fmt.Sprintf("%v (allowed TLS versions: %s)", err, s.versionNames())}
+		msg := fmt.Sprintf("%v (allowed TLS versions: %s)", err, s.versionNames())
+		var rh tls.RecordHeaderError
+		if s.profile.UseSSL && errors.As(err, &rh) && bytes.HasPrefix(rh.RecordHeader[:], []byte("220")) {
+			// The server greeted in plain text where the handshake was
+			// due: the port is for plain SMTP and STARTTLS.
+			msg += "; the server greeted in plain text: this port (usually 587 or 25) takes STARTTLS, so set use_ssl = false and use_starttls = true"
+		}
+		return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true, Err: err, Message: msg}
 	}
 	v := tc.ConnectionState().Version
 	for _, allowed := range s.versions {
@@ -359,11 +374,16 @@ func (s *Sender) heloName(conn net.Conn) string {
 type timeoutConn struct {
 	net.Conn
 	timeout time.Duration
+	read    bool // the server has sent an octet (read by dial, in the same goroutine)
 }
 
 func (c *timeoutConn) Read(p []byte) (int, error) {
 	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.read = true
+	}
+	return n, err
 }
 
 func (c *timeoutConn) Write(p []byte) (int, error) {

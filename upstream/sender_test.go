@@ -371,3 +371,38 @@ func TestTraceRedactsSecrets(t *testing.T) {
 	}
 	_ = u
 }
+
+// TestWrongTLSMode: the two usual mix-ups of a profile's TLS settings and
+// the upstream's port fail with an error that names the setting to
+// change, as the admin page, relay test and the log show it. use_ssl
+// against a server that greets in plain text (587, 25): the greeting
+// arrives where the TLS handshake was due. No use_ssl against a server
+// that waits for a handshake (465): nothing arrives until smtp_timeout
+// (as from a server too slow to greet: the error says "if").
+func TestWrongTLSMode(t *testing.T) {
+	plain := testpeer.StartUpstream(t, testpeer.UpstreamOptions{TLS: testpeer.TLSStartTLS})
+	implicit := testpeer.StartUpstream(t, testpeer.UpstreamOptions{TLS: testpeer.TLSImplicit})
+	short := func(p *config.Profile) { p.SMTPTimeout = config.Duration(time.Second) }
+	tests := []struct {
+		name    string
+		profile *config.Profile
+		step    string
+		want    string // what the error must say
+	}{
+		{"use_ssl to a server in plain text", profileFor(plain, func(p *config.Profile) { p.UseSSL = true }), StepTLS, "set use_ssl = false"},
+		{"plain to an implicit-TLS server", profileFor(implicit, short), StepGreeting, "set use_ssl = true"},
+		{"use_starttls to an implicit-TLS server", profileFor(implicit, short, func(p *config.Profile) { p.UseSTARTTLS = true }), StepGreeting, "set use_ssl = true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := newSender(t, tt.profile, Options{}).Send(context.Background(), message("b@example.com"))
+			var ue *Error
+			if !errors.As(err, &ue) || ue.Step != tt.step || !ue.Temporary {
+				t.Fatalf("Send() = %v; want a temporary %s error", err, tt.step)
+			}
+			if !strings.Contains(ue.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", ue.Error(), tt.want)
+			}
+		})
+	}
+}

@@ -330,11 +330,8 @@ func (s *Sender) handshake(ctx context.Context, conn net.Conn) (net.Conn, error)
 	tc := tls.Client(conn, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		msg := fmt.Sprintf("%v (allowed TLS versions: %s)", err, s.versionNames())
-		var rh tls.RecordHeaderError
-		if s.profile.UseSSL && errors.As(err, &rh) && bytes.HasPrefix(rh.RecordHeader[:], []byte("220")) {
-			// The server greeted in plain text where the handshake was
-			// due: the port is for plain SMTP and STARTTLS.
-			msg += "; the server greeted in plain text: this port (usually 587 or 25) takes STARTTLS, so set use_ssl = false and use_starttls = true"
+		if h := s.handshakeHint(err); h != "" {
+			msg += "; " + h
 		}
 		return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true, Err: err, Message: msg}
 	}
@@ -347,6 +344,30 @@ func (s *Sender) handshake(ctx context.Context, conn net.Conn) (net.Conn, error)
 	tc.Close()
 	return nil, &Error{Addr: s.addr, Step: StepTLS, Temporary: true,
 		Message: fmt.Sprintf("server negotiated %s, which ssl_protocols does not allow (allowed: %s)", config.TLSVersionName(v), s.versionNames())}
+}
+
+// handshakeHint names the profile setting that a failed TLS handshake
+// most likely needs, or "".
+func (s *Sender) handshakeHint(err error) string {
+	var (
+		rh       tls.RecordHeaderError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	switch {
+	case s.profile.UseSSL && errors.As(err, &rh) && bytes.HasPrefix(rh.RecordHeader[:], []byte("220")):
+		// The server greeted in plain text where the handshake was due:
+		// the port is for plain SMTP and STARTTLS.
+		return "the server greeted in plain text: this port (usually 587 or 25) takes STARTTLS, so set use_ssl = false and use_starttls = true"
+	case errors.As(err, &unknown):
+		return "if the server's certificate comes from a private CA, set tls_ca_file to that CA's certificate (PEM)"
+	case errors.As(err, &hostname):
+		return "set hostname to a name the server's certificate holds"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the server's certificate has expired or is not yet valid: renew it, or check this machine's clock"
+	}
+	return ""
 }
 
 func (s *Sender) versionNames() string {

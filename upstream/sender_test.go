@@ -3,10 +3,17 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -399,6 +406,89 @@ func TestWrongTLSMode(t *testing.T) {
 			var ue *Error
 			if !errors.As(err, &ue) || ue.Step != tt.step || !ue.Temporary {
 				t.Fatalf("Send() = %v; want a temporary %s error", err, tt.step)
+			}
+			if !strings.Contains(ue.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", ue.Error(), tt.want)
+			}
+		})
+	}
+}
+
+// dialTo is a Dialer that connects to addr whatever name it is asked for.
+type dialTo string
+
+func (a dialTo) DialContext(ctx context.Context, network, _ string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, string(a))
+}
+
+// expiredTLSServer is an implicit-TLS listener on 127.0.0.1 whose
+// self-signed certificate expired yesterday; pool trusts it.
+func expiredTLSServer(t *testing.T) (addr string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "expired"},
+		NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for range 10 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), pool
+}
+
+// TestCertificateProblems: a TLS handshake that fails on the upstream's
+// certificate says which profile setting to look at: tls_ca_file for a
+// private CA, hostname for a name the certificate does not hold, the
+// certificate or the clock for one out of its validity.
+func TestCertificateProblems(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{TLS: testpeer.TLSStartTLS})
+	starttls := func(p *config.Profile) { p.UseSTARTTLS = true }
+	expiredAddr, expiredPool := expiredTLSServer(t)
+	host, port, _ := net.SplitHostPort(expiredAddr)
+	expired := profileFor(u, func(p *config.Profile) { p.UseSSL = true; p.Hostname = host; p.Port, _ = strconv.Atoi(port) })
+	tests := []struct {
+		name    string
+		profile *config.Profile
+		opts    Options
+		want    string
+	}{
+		{"a CA relay does not know", profileFor(u, starttls), Options{RootCAs: x509.NewCertPool()}, "set tls_ca_file"},
+		{"a name the certificate does not hold", profileFor(u, starttls, func(p *config.Profile) { p.Hostname = "mail.example.com" }), Options{Dialer: dialTo(u.Addr)}, "set hostname to a name the server's certificate holds"},
+		{"an expired certificate", expired, Options{RootCAs: expiredPool}, "check this machine's clock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := newSender(t, tt.profile, tt.opts).Send(context.Background(), message("b@example.com"))
+			var ue *Error
+			if !errors.As(err, &ue) || ue.Step != StepTLS || !ue.Temporary {
+				t.Fatalf("Send() = %v; want a temporary %s error", err, StepTLS)
 			}
 			if !strings.Contains(ue.Error(), tt.want) {
 				t.Errorf("error %q does not say %q", ue.Error(), tt.want)

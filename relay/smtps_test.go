@@ -192,17 +192,12 @@ func TestTLSHandshakeFailuresLogged(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // the server reads, and gets the reset
 		}
 		conn.Close()
-		testpeer.WaitFor(t, "the health check's log line", 5*time.Second, func() bool {
-			logs := h.logs.String()[before:]
-			return len(grepLines(logs, "connection closed before TLS handshake"))+len(grepLines(logs, "TLS handshake failed")) > 0
-		})
-		time.Sleep(50 * time.Millisecond) // a second line would come now
-		logs := h.logs.String()[before:]
-		if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 1 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[0], "client=127.0.0.1") {
-			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want one DEBUG line with the client", reset, lines)
+		failed, closed := handshakeLogLines(t, h, before)
+		if len(closed) != 1 || !strings.Contains(closed[0], "level=DEBUG") || !strings.Contains(closed[0], "client=127.0.0.1") {
+			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want one DEBUG line with the client", reset, closed)
 		}
-		if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 0 {
-			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want no failure", reset, lines)
+		if len(failed) != 0 {
+			t.Errorf("a connection closed before its handshake (reset %v) logged %q; want no failure", reset, failed)
 		}
 	}
 }
@@ -314,18 +309,28 @@ func TestTLSHandshakeAbandonedAfterClientHello(t *testing.T) {
 	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	io.Copy(io.Discard, conn)
 	conn.Close()
-	testpeer.WaitFor(t, "the abandoned handshake's log line", 5*time.Second, func() bool {
+	failed, closed := handshakeLogLines(t, h, before)
+	if len(failed) != 1 || !strings.Contains(failed[0], "level=INFO") || !strings.Contains(failed[0], "listener=smtps") || !strings.Contains(failed[0], "client=127.0.0.1") {
+		t.Errorf("a handshake abandoned after the ClientHello logged %q; want one INFO failure with the client", failed)
+	}
+	if len(closed) != 0 {
+		t.Errorf("a handshake abandoned after the ClientHello logged %q as a connection that said nothing", closed)
+	}
+}
+
+// handshakeLogLines waits, at most 5 s, for the log line of a connection
+// to the SMTPS port that ended in its handshake, logged since the
+// position before, and returns the lines of both kinds: failed handshakes
+// and connections closed before one.
+func handshakeLogLines(t *testing.T, h *harness, before int) (failed, closed []string) {
+	t.Helper()
+	testpeer.WaitFor(t, "the connection's log line", 5*time.Second, func() bool {
 		logs := h.logs.String()[before:]
 		return len(grepLines(logs, "TLS handshake failed"))+len(grepLines(logs, "connection closed before TLS handshake")) > 0
 	})
 	time.Sleep(50 * time.Millisecond) // a second line would come now
 	logs := h.logs.String()[before:]
-	if lines := grepLines(logs, "TLS handshake failed"); len(lines) != 1 || !strings.Contains(lines[0], "level=INFO") || !strings.Contains(lines[0], "listener=smtps") || !strings.Contains(lines[0], "client=127.0.0.1") {
-		t.Errorf("a handshake abandoned after the ClientHello logged %q; want one INFO failure with the client:\n%s", lines, logs)
-	}
-	if lines := grepLines(logs, "connection closed before TLS handshake"); len(lines) != 0 {
-		t.Errorf("a handshake abandoned after the ClientHello logged %q as a connection that said nothing", lines)
-	}
+	return grepLines(logs, "TLS handshake failed"), grepLines(logs, "connection closed before TLS handshake")
 }
 
 // TestImplicitTLSOnPlainListener: a client set up for implicit TLS (SSL/TLS,

@@ -38,7 +38,18 @@ const (
 //
 // It works a run of octets at a time (bytes.IndexByte for the next CR);
 // only the octets around a line start go through the state machine.
-type unstuffer struct{ state uint8 }
+//
+// With lf, LF alone ends a line too, and ".\n" ends the message as
+// ".\r\n" does: the message of a client that ended its DATA command
+// with a bare LF, which writes every line so (a script's printf piped into
+// nc, some old devices), and would otherwise wait for a CRLF.CRLF it never
+// sends. A client whose DATA line ended in CRLF, every MTA among them,
+// never gets this reading, so "\n.\n" cannot smuggle a second message
+// through one.
+type unstuffer struct {
+	state uint8
+	lf    bool
+}
 
 // ended reports whether the end of the message was read.
 func (u *unstuffer) ended() bool { return u.state == dotEnd }
@@ -55,7 +66,12 @@ func (u *unstuffer) unstuff(in, out []byte, discard bool) (nin, nout int) {
 				run = run[:min(len(run), len(out)-nout)]
 			}
 			k := len(run)
-			if i := bytes.IndexByte(run, '\r'); i >= 0 {
+			if u.lf {
+				if i := bytes.IndexByte(run, '\n'); i >= 0 {
+					k = i + 1
+					u.state = dotBeginLine
+				}
+			} else if i := bytes.IndexByte(run, '\r'); i >= 0 {
 				k = i + 1
 				u.state = dotCR
 			}
@@ -70,18 +86,24 @@ func (u *unstuffer) unstuff(in, out []byte, discard bool) (nin, nout int) {
 		nin++
 		switch u.state {
 		case dotBeginLine:
-			switch c {
-			case '.':
+			switch {
+			case c == '.':
 				u.state = dotDot
 				continue
-			case '\r':
+			case c == '\r' && !u.lf:
 				u.state = dotCR
+			case c == '\n' && u.lf:
+				// an empty line: the next one begins
 			default:
 				u.state = dotData
 			}
 		case dotDot:
-			if c == '\r' {
+			switch {
+			case c == '\r':
 				u.state = dotDotCR
+				continue
+			case c == '\n' && u.lf:
+				u.state = dotEnd
 				continue
 			}
 			u.state = dotData

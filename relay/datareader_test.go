@@ -329,3 +329,52 @@ func goSMTPRead(addr string, got *sync.Map, wire []byte) (refResult, error) {
 	b, _ := data.([]byte)
 	return refResult{code: code, data: string(b)}, nil
 }
+
+// TestMessageReaderBareLFClient: after a DATA command ended by a bare LF
+// (a script's printf piped into nc), the message ends with ".\n" as with
+// ".\r\n", and a line that starts with a dot loses it, whatever the read
+// sizes; go-smtp gets only ".\r\n" of it and then the next command. After
+// "DATA\r\n" the same octets do not end the message (SMTP smuggling).
+func TestMessageReaderBareLFClient(t *testing.T) {
+	tests := []struct{ wire, want string }{
+		{"Subject: lf\n\n..dot\nbody\n.\n", "Subject: lf\n\n.dot\nbody\n"},
+		{"a\r\n..b\r\n.\r\n", "a\r\n.b\r\n"},
+		{"a\n\n.\r\n", "a\n\n"},
+		{".\n", ""},
+		{"\n.\n", "\n"},
+		{strings.Repeat("x", 70<<10) + "\n.\n", strings.Repeat("x", 70<<10) + "\n"},
+	}
+	for _, tt := range tests {
+		for sname, mk := range readerSources {
+			for _, size := range []int{1, 7, 4096} {
+				src := gateSource(mk([]byte("DATA\n"+tt.wire+"QUIT\n")), io.EOF)
+				g := newLineGate()
+				if line, err := readWithSize(io.LimitReader(readerFunc(func(p []byte) (int, error) { return g.read(p, src) }), 5), 5); err != nil || string(line) != "DATA\n" {
+					t.Fatalf("the gate gave %q, %v; want the DATA line", line, err)
+				}
+				g.replied([]byte("354 go ahead\r\n"))
+				g.claimMessage()
+				got, err := readWithSize(&messageReader{gate: g, src: src}, size)
+				if err != nil || string(got) != tt.want {
+					t.Fatalf("%q from a %s source, reads of %d: %q, %v; want %q", tt.wire, sname, size, got, err, tt.want)
+				}
+				if rest, err := goSMTPSide(g, src); rest != ".\r\nQUIT\n" || err != io.EOF {
+					t.Fatalf("%q from a %s source, reads of %d: go-smtp read %q, %v; want the end of the message, QUIT, EOF", tt.wire, sname, size, rest, err)
+				}
+			}
+		}
+	}
+	// The same message after "DATA\r\n": ".\n" is data.
+	src := gateSource(strings.NewReader("DATA\r\nbody\n.\nQUIT\n"), io.EOF)
+	g := newLineGate()
+	readWithSize(io.LimitReader(readerFunc(func(p []byte) (int, error) { return g.read(p, src) }), 6), 6)
+	g.replied([]byte("354 go ahead\r\n"))
+	g.claimMessage()
+	if got, err := readWithSize(&messageReader{gate: g, src: src}, 4096); err != io.ErrUnexpectedEOF || string(got) != "body\n.\nQUIT\n" {
+		t.Fatalf("after DATA<CRLF>: %q, %v; want all of it as data, then the hang-up", got, err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

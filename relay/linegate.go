@@ -62,6 +62,7 @@ type lineGate struct {
 	tlsCmd bool  // STARTTLS lines are the connection's (starttls.go), not go-smtp's
 	sasl   bool  // after a 334: the next line is a SASL response, not a command
 	clear  bool  // a connection in the clear whose first octet is still to come
+	bareLF bool  // the last command line handed on ended in a bare LF
 
 	msg     unstuffer // gateData: where the message is
 	claimed bool      // gateData: the session reads the message (readMessage)
@@ -229,6 +230,7 @@ func (g *lineGate) check() error {
 		return g.err
 	}
 	g.line = len(line)
+	g.bareLF = len(line) < 2 || line[len(line)-2] != '\r'
 	if g.sasl {
 		// A SASL response: neither a STARTTLS nor a BDAT chunk to go-smtp.
 		g.sasl = false
@@ -301,7 +303,9 @@ func (g *lineGate) replied(p []byte) {
 	switch {
 	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("354")):
 		g.mode = gateData
-		g.msg, g.claimed, g.endLeft = unstuffer{}, false, len(endOfData)
+		// A DATA command ended by a bare LF: its message ends with ".\n"
+		// too (unstuffer).
+		g.msg, g.claimed, g.endLeft = unstuffer{lf: g.bareLF}, false, len(endOfData)
 	case g.mode == gateCommands && bytes.HasPrefix(p, []byte("334 ")):
 		g.sasl = true // RFC 4954 §4: the client answers with one line
 	}

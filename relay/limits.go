@@ -107,6 +107,7 @@ type deadlineConn struct {
 	onClose  func()
 
 	eof          atomic.Bool // the client has closed its side
+	ending       atomic.Bool // relay has answered 421: the next read ends the connection without a word
 	handedOff    atomic.Bool // STARTTLS moved the socket to a new deadlineConn (starttls.go)
 	skipGreeting atomic.Bool // after STARTTLS: go-smtp's greeting is not sent (starttls.go)
 
@@ -186,6 +187,9 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	for {
 		if c.handedOff.Load() {
 			return 0, io.EOF
+		}
+		if c.ending.Load() {
+			return 0, net.ErrClosed // go-smtp closes without a reply; Close sends the 421
 		}
 		n, err := c.gate.read(p, c.readClient)
 		if err == errTLSHello {
@@ -329,6 +333,14 @@ func (c *deadlineConn) TLSConnectionState() (state tls.ConnectionState, ok bool)
 func (s *session) flushReplies() {
 	if s.dc != nil && !s.dc.handedOff.Load() {
 		s.dc.out.flushOnClose(s.dc.writeClient)
+	}
+}
+
+// endAfterReply ends the session's connection once go-smtp has written
+// the reply it is about to write (a 421), with nothing after it.
+func (s *session) endAfterReply() {
+	if s.dc != nil {
+		s.dc.ending.Store(true)
 	}
 }
 

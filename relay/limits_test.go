@@ -264,13 +264,12 @@ func TestSlowDrip(t *testing.T) {
 			}},
 		{"data", Limits{SessionTimeout: long, DataTimeout: 3 * time.Second}, []string{"EHLO drip", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"}, "Subject: drip\r\n\r\n" + strings.Repeat("x", maxBytes),
 			func(t *testing.T, lines []string) {
-				if !strings.HasPrefix(lines[0], "421 4.4.2 ") {
-					t.Errorf("the message got %q; want 421 4.4.2", lines[0])
-				}
-				for _, l := range lines[1:] {
-					if !strings.HasPrefix(l, "421 ") {
-						t.Errorf("after the timeout the server said %q: the rest of the message was read as commands", lines)
-					}
+				// One reply: the 421 says the connection closes, so
+				// nothing follows it (not go-smtp's own "Idle timeout"
+				// too), and the rest of the message is never read as
+				// commands.
+				if len(lines) != 1 || !strings.HasPrefix(lines[0], "421 4.4.2 ") {
+					t.Errorf("the message got %q; want one 421 4.4.2", lines)
 				}
 			}},
 		// At the timeout, go-smtp (through bufio.Reader.ReadLine) still
@@ -469,5 +468,23 @@ func TestDeadlinesUnderTLS(t *testing.T) {
 	secure := newDeadlineConn(tls.Server(a, &tls.Config{}), time.Second, Limits{}.withDefaults(), time.Now())
 	if _, ok := secure.TLSConnectionState(); !ok {
 		t.Fatal("a deadlineConn over a *tls.Conn says it is not TLS")
+	}
+}
+
+// TestReply421EndsConnection: a 421 relay gives (here an upstream's 421
+// to RCPT, passed on in direct mode) closes the connection, RFC 5321
+// §3.8: nothing follows it, and relay reads no further command.
+func TestReply421EndsConnection(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{OnRcpt: func(string) error {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, closing"}
+	}})
+	h := startHarness(t, upstreamConfig(t, u, `default_profile = "up"`), Options{})
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com>", 250, "")
+	c.send("RCPT TO:<b@example.com>")
+	c.send("NOOP") // pipelined: must not be answered
+	if lines := readAll(t, c.conn); len(lines) != 1 || !strings.HasPrefix(lines[0], "421 4.7.0 ") {
+		t.Fatalf("after RCPT the server said %q; want one 421 4.7.0 and the end of the connection", lines)
 	}
 }

@@ -107,7 +107,7 @@ type deadlineConn struct {
 	onClose  func()
 
 	eof          atomic.Bool // the client has closed its side
-	ending       atomic.Bool // relay has answered 421: the next read ends the connection without a word
+	ending       atomic.Bool // a 421 was written: the next read ends the connection without a word
 	handedOff    atomic.Bool // STARTTLS moved the socket to a new deadlineConn (starttls.go)
 	skipGreeting atomic.Bool // after STARTTLS: go-smtp's greeting is not sent (starttls.go)
 
@@ -244,6 +244,15 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	if c.skipGreeting.CompareAndSwap(true, false) && bytes.HasPrefix(p, []byte("220 ")) {
 		return len(p), nil // RFC 3207 §4.2: after STARTTLS the client speaks first
 	}
+	if bytes.HasPrefix(p, []byte("421 ")) {
+		// RFC 5321 §3.8: a 421 closes the connection; go-smtp would
+		// otherwise read on, and answer the next read's failure with a
+		// 421 of its own. Set when the 421 is written, not when relay's
+		// Data returns it: a BDAT message's Data runs in a goroutine of its
+		// own, and go-smtp gives its 421 only once it has read the next
+		// chunk, which must not fail first.
+		c.ending.Store(true)
+	}
 	c.gate.replied(p)
 	c.replies.wrote(p)
 	return c.out.write(p, c.writeClient)
@@ -333,14 +342,6 @@ func (c *deadlineConn) TLSConnectionState() (state tls.ConnectionState, ok bool)
 func (s *session) flushReplies() {
 	if s.dc != nil && !s.dc.handedOff.Load() {
 		s.dc.out.flushOnClose(s.dc.writeClient)
-	}
-}
-
-// endAfterReply ends the session's connection once go-smtp has written
-// the reply it is about to write (a 421), with nothing after it.
-func (s *session) endAfterReply() {
-	if s.dc != nil {
-		s.dc.ending.Store(true)
 	}
 }
 

@@ -488,3 +488,72 @@ func TestReply421EndsConnection(t *testing.T) {
 		t.Fatalf("after RCPT the server said %q; want one 421 4.7.0 and the end of the connection", lines)
 	}
 }
+
+// TestBDAT421BetweenChunks: a BDAT message's Data runs in a goroutine of
+// its own, and may fail with a 421 (here the upstream's answer to DATA)
+// while go-smtp already waits for the next chunk. go-smtp answers that
+// chunk with the 421, once it has read it: the client must get the 421,
+// not a permanent 554 for a read relay failed on purpose, nor a
+// connection closed without a reply.
+func TestBDAT421BetweenChunks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	release := make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		io.WriteString(conn, "220 fake upstream\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch strings.ToUpper(strings.Fields(line + " x")[0]) {
+			case "EHLO", "HELO":
+				io.WriteString(conn, "250 fake\r\n")
+			case "DATA":
+				<-release
+				io.WriteString(conn, "421 4.3.2 Going down\r\n")
+				return
+			case "QUIT":
+				io.WriteString(conn, "221 bye\r\n")
+				return
+			default:
+				io.WriteString(conn, "250 ok\r\n")
+			}
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	h := startHarness(t, fmt.Sprintf(`
+[server]
+data_dir = %q
+default_profile = "up"
+
+[[profiles]]
+name = "up"
+hostname = "127.0.0.1"
+port = %d
+delivery = "direct"
+`, t.TempDir(), port), Options{})
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com>", 250, "")
+	c.must("RCPT TO:<b@example.com>", 250, "")
+	c.must("BDAT 0", 250, "") // go-smtp now waits for the next chunk
+	close(release)
+	testpeer.WaitFor(t, "the upstream's 421 to be logged", 10*time.Second, func() bool {
+		return strings.Contains(h.logs.String(), "421 4.3.2 Going down")
+	})
+	c.send("BDAT 5 LAST")
+	c.conn.Write([]byte("hello"))
+	if lines := readAll(t, c.conn); len(lines) != 1 || !strings.HasPrefix(lines[0], "421 ") {
+		t.Fatalf("after the upstream's 421 the last chunk got %q; want one 421 and the end of the connection", lines)
+	}
+}

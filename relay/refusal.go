@@ -61,12 +61,6 @@ func (s *session) answer(cmd string, err error, attrs ...any) error {
 	if r.reply.Code < 400 {
 		return r.reply
 	}
-	if r.reply.Code == 421 {
-		// RFC 5321 §3.8: a 421 closes the connection; go-smtp would
-		// otherwise read on, and answer the next read's failure with a
-		// 421 of its own.
-		s.endAfterReply()
-	}
 	if r.abandoned {
 		s.logger.Info("message abandoned", append([]any{"command", "BDAT", "reason", "the message ended before its LAST chunk: RSET, EHLO, STARTTLS or a hang-up from the client, or a chunk past max_message_bytes (552)"}, r.attrs...)...)
 		return r.reply

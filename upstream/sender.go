@@ -363,7 +363,7 @@ func (s *Sender) handshakeHint(err error) string {
 	case errors.As(err, &unknown):
 		return "if the server's certificate comes from a private CA, set tls_ca_file to that CA's certificate (PEM)"
 	case errors.As(err, &hostname):
-		return "set hostname to a name the server's certificate holds"
+		return "set hostname to a name the server's certificate holds (relay connects to that name and checks the certificate against it), not an address or an alias"
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return "the server's certificate has expired or is not yet valid: renew it, or check this machine's clock"
 	}

@@ -151,7 +151,18 @@ func StartUpstream(t testing.TB, opts UpstreamOptions) *Upstream {
 	u.Host = host
 	u.Port, _ = strconv.Atoi(port)
 	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		// Shutdown first: it lets each session end as its client (relay,
+		// closed by now in most tests) hangs up. go-smtp's Close, while a
+		// BDAT chunk is still being read, races with that read
+		// (Conn.Close and handleBdat both use Conn.bdatPipe; go test
+		// -race sees it).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			s.Close()
+		}
+	})
 	return u
 }
 

@@ -557,3 +557,25 @@ delivery = "direct"
 		t.Fatalf("after the upstream's 421 the last chunk got %q; want one 421 and the end of the connection", lines)
 	}
 }
+
+// TestBDATChunkTimeout: a client that stops in the middle of a BDAT chunk
+// gets 421 4.4.2 when read_timeout passes, and the connection ends: a
+// timeout may clear up, so never go-smtp's permanent "554 5.0.0
+// transaction failed: i/o timeout", on which a client drops the message.
+func TestBDATChunkTimeout(t *testing.T) {
+	u := testpeer.StartUpstream(t, testpeer.UpstreamOptions{})
+	h := startHarness(t, upstreamConfig(t, u, `default_profile = "up"
+read_timeout = "1s"`), Options{})
+	c := dial(t, h.addr)
+	c.ehlo()
+	c.must("MAIL FROM:<a@example.com>", 250, "")
+	c.must("RCPT TO:<b@example.com>", 250, "")
+	c.send("BDAT 100 LAST")
+	c.conn.Write([]byte("Subject: cut\r\n\r\nten"))
+	if lines := readAll(t, c.conn); len(lines) != 1 || !strings.HasPrefix(lines[0], "421 4.4.2 ") {
+		t.Fatalf("a chunk cut off by the read timeout got %q; want one 421 4.4.2 and the end", lines)
+	}
+	if n := len(u.Messages()); n != 0 {
+		t.Fatalf("upstream got %d messages; want none", n)
+	}
+}

@@ -263,10 +263,14 @@ func bdatChunk(line []byte) int64 {
 	return int64(n)
 }
 
-// readThrough reads a BDAT chunk from the client straight into p.
+// readThrough reads a BDAT chunk from the client straight into p. A
+// read timeout comes out as errDataTimeout: go-smtp answers a chunk whose
+// read failed with the error itself when it is an *smtp.SMTPError, and
+// with a permanent "554 5.0.0 transaction failed" otherwise, on which a
+// client would drop a message that may well go through later.
 func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, error) {
 	if g.err != nil {
-		return 0, g.err
+		return 0, chunkError(g.err)
 	}
 	if int64(len(p)) > g.raw {
 		p = p[:g.raw]
@@ -276,7 +280,15 @@ func (g *lineGate) readThrough(p []byte, src func([]byte) (int, error)) (int, er
 	if err != nil {
 		g.err = err
 	}
-	return n, err
+	return n, chunkError(err)
+}
+
+// chunkError is what go-smtp gets for a failed read of a BDAT chunk.
+func chunkError(err error) error {
+	if err != nil && isTimeout(err) {
+		return errDataTimeout
+	}
+	return err
 }
 
 // fill reads more from the client into the buffer.

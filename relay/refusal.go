@@ -62,7 +62,7 @@ func (s *session) answer(cmd string, err error, attrs ...any) error {
 		return r.reply
 	}
 	if r.abandoned {
-		s.logger.Info("message abandoned", append([]any{"command", "BDAT", "reason", "the message ended before its LAST chunk: RSET, EHLO, STARTTLS or a hang-up from the client, or a chunk past max_message_bytes (552)"}, r.attrs...)...)
+		s.logger.Info("message abandoned", append([]any{"command", "BDAT", "reason", "the message ended before its LAST chunk: RSET, EHLO, STARTTLS, a hang-up or a read timeout on the client's side, or a chunk past max_message_bytes (552)"}, r.attrs...)...)
 		return r.reply
 	}
 	s.expectRefusal()

@@ -530,18 +530,7 @@ func TestBDAT421BetweenChunks(t *testing.T) {
 			}
 		}
 	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	h := startHarness(t, fmt.Sprintf(`
-[server]
-data_dir = %q
-default_profile = "up"
-
-[[profiles]]
-name = "up"
-hostname = "127.0.0.1"
-port = %d
-delivery = "direct"
-`, t.TempDir(), port), Options{})
+	h := startHarness(t, directConfig(t, ln.Addr().(*net.TCPAddr).Port), Options{})
 	c := dial(t, h.addr)
 	c.ehlo()
 	c.must("MAIL FROM:<a@example.com>", 250, "")

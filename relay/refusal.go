@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/relaymail/relay/spool"
+	"github.com/relaymail/relay/upstream"
 )
 
 // refusal is a command's refusal together with what its log line needs:
@@ -76,6 +78,57 @@ func (s *session) answer(cmd string, err error, attrs ...any) error {
 	all := append([]any{"command", cmd, "reply", replyString(r.reply), "reason", reason}, attrs...)
 	s.logger.Log(context.Background(), r.level, "command refused", append(all, r.attrs...)...)
 	return r.reply
+}
+
+// reply is the one place where failures become what the client is told,
+// with the cause for the log line (answer, refusal.go). An upstream's own
+// answer is the client's business (Info); an upstream that cannot be
+// reached, or refuses relay's login, is the operator's (Warn).
+func (s *session) reply(err error) *refusal {
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		level := slog.LevelInfo
+		if ue.Code == 0 || ue.Step == upstream.StepAuth || ue.Step == upstream.StepToken {
+			level = slog.LevelWarn
+		}
+		return &refusal{reply: ue.Reply(), cause: ue, level: level}
+	}
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return &refusal{reply: se}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &refusal{reply: errShuttingDown}
+	}
+	return localTrouble("deliver", err)
+}
+
+// clientDataRefusal is the refusal of a message whose reading failed on
+// the client's side with err. A BDAT message ended before its LAST chunk
+// (RSET, EHLO, STARTTLS, a hang-up, or a chunk past max_message_bytes that
+// go-smtp refuses itself: go-smtp closes the pipe with smtp.ErrDataReset)
+// is abandoned, not refused: go-smtp never sends its reply.
+func clientDataRefusal(err error, attrs ...any) *refusal {
+	return &refusal{reply: clientDataError(err), cause: err, attrs: attrs, abandoned: errors.Is(err, smtp.ErrDataReset)}
+}
+
+func clientDataError(err error) *smtp.SMTPError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se // 552 5.3.4 for a message past max_message_bytes or max_header_bytes
+	}
+	if isTimeout(err) {
+		return errDataTimeout
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message not received completely"}
+}
+
+func replyString(r *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
 }
 
 // localTrouble answers a failure of relay's own storage (the spool, a

@@ -334,57 +334,6 @@ func (s *session) enqueue(tx *transaction, in *readErrRecorder, body *crlfReader
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + tx.id}
 }
 
-// reply is the one place where failures become what the client is told,
-// with the cause for the log line (answer, refusal.go). An upstream's own
-// answer is the client's business (Info); an upstream that cannot be
-// reached, or refuses relay's login, is the operator's (Warn).
-func (s *session) reply(err error) *refusal {
-	var ue *upstream.Error
-	if errors.As(err, &ue) {
-		level := slog.LevelInfo
-		if ue.Code == 0 || ue.Step == upstream.StepAuth || ue.Step == upstream.StepToken {
-			level = slog.LevelWarn
-		}
-		return &refusal{reply: ue.Reply(), cause: ue, level: level}
-	}
-	var r *refusal
-	if errors.As(err, &r) {
-		return r
-	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return &refusal{reply: se}
-	}
-	if errors.Is(err, context.Canceled) {
-		return &refusal{reply: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}}
-	}
-	return localTrouble("deliver", err)
-}
-
-// clientDataRefusal is the refusal of a message whose reading failed on
-// the client's side with err. A BDAT message ended before its LAST chunk
-// (RSET, EHLO, STARTTLS, a hang-up, or a chunk past max_message_bytes that
-// go-smtp refuses itself: go-smtp closes the pipe with smtp.ErrDataReset)
-// is abandoned, not refused: go-smtp never sends its reply.
-func clientDataRefusal(err error, attrs ...any) *refusal {
-	return &refusal{reply: clientDataError(err), cause: err, attrs: attrs, abandoned: errors.Is(err, smtp.ErrDataReset)}
-}
-
-func clientDataError(err error) *smtp.SMTPError {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se // 552 5.3.4 for a message past max_message_bytes or max_header_bytes
-	}
-	if isTimeout(err) {
-		return errDataTimeout
-	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message not received completely"}
-}
-
-func replyString(r *smtp.SMTPError) string {
-	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
-}
-
 // splitEnhancedCode parses "2.0.0 rest" (RFC 3463).
 func splitEnhancedCode(s string) (smtp.EnhancedCode, string, bool) {
 	first, rest, _ := strings.Cut(s, " ")
